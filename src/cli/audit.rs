@@ -1,0 +1,62 @@
+use super::baseline_file;
+use clap::Args;
+use k8s_openapi::jiff::Timestamp;
+use palisade::manifest::{self, Severity as InputSeverity};
+use palisade::policy::audit::Auditor;
+use palisade::policy::rules::Severity;
+use palisade::report::{self, Format};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// SecurityBaseline YAML to audit against (default: restricted PSS + hardening + RBAC + network).
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Exit 1 when a finding of this severity or worse exists.
+    #[arg(long, default_value = "low", value_parser = parse_severity)]
+    fail_on: Severity,
+    /// Evaluate exemption expiry at this instant (RFC 3339) instead of now.
+    #[arg(long)]
+    now: Option<Timestamp>,
+    /// Files or directories of manifests; `-` reads stdin.
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| "expected one of info, low, medium, high, critical".into())
+}
+
+pub fn run(args: AuditArgs) -> ExitCode {
+    let now = args.now.unwrap_or_else(Timestamp::now);
+    let baseline = match baseline_file::load(args.baseline.as_deref(), now) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::input_error();
+        }
+    };
+    let mut auditor = Auditor::new(&baseline);
+    let mut diags = Vec::new();
+    for path in &args.paths {
+        manifest::load_path(path, &mut |obj, src| auditor.add(obj, Some(&src)), &mut diags);
+    }
+    let report = auditor.finish();
+    print!("{}", report::render(args.format, &report, &diags));
+    if diags.iter().any(|d| d.severity == InputSeverity::Error) {
+        if args.format != Format::Table {
+            for d in diags.iter().filter(|d| d.severity == InputSeverity::Error) {
+                eprintln!("{d}");
+            }
+        }
+        return super::input_error();
+    }
+    if report.count_at_least(args.fail_on) > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,102 @@
+use super::baseline_file;
+use clap::Args;
+use k8s_openapi::jiff::Timestamp;
+use palisade::manifest::{self, Severity as InputSeverity};
+use palisade::policy::desired;
+use palisade::policy::object::Object;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// SecurityBaseline YAML.
+    #[arg(long)]
+    baseline: String,
+    /// Namespace to generate for (repeatable).
+    #[arg(long = "namespace", short = 'n')]
+    namespaces: Vec<String>,
+    /// Manifests whose Namespace objects the baseline's selector picks from.
+    paths: Vec<String>,
+}
+
+fn to_yaml<T: Serialize>(api_version: &str, kind: &str, obj: &T) -> String {
+    let mut v = serde_json::to_value(obj).expect("k8s objects always serialize");
+    if let Some(m) = v.as_object_mut() {
+        // apiVersion/kind first, as kubectl prints them.
+        let mut ordered = serde_json::Map::new();
+        ordered.insert("apiVersion".into(), api_version.into());
+        ordered.insert("kind".into(), kind.into());
+        ordered.extend(std::mem::take(m));
+        v = serde_json::Value::Object(ordered);
+    }
+    format!("---\n{}", serde_yaml_ng::to_string(&v).expect("JSON values always serialize"))
+}
+
+pub fn run(args: GenerateArgs) -> ExitCode {
+    let baseline = match baseline_file::load(Some(&args.baseline), Timestamp::now()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::input_error();
+        }
+    };
+    let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut diags = Vec::new();
+    for path in &args.paths {
+        manifest::load_path(
+            path,
+            &mut |obj, _| {
+                if let Object::Namespace(ns) = obj {
+                    namespaces.insert(ns.metadata.name.unwrap_or_default(), ns.metadata.labels.unwrap_or_default());
+                }
+            },
+            &mut diags,
+        );
+    }
+    let errors: Vec<_> = diags.iter().filter(|d| d.severity == InputSeverity::Error).collect();
+    for d in &errors {
+        eprintln!("{d}");
+    }
+    if !errors.is_empty() {
+        return super::input_error();
+    }
+    let mut selected: Vec<String> = namespaces
+        .iter()
+        .filter(|(name, labels)| baseline.covers_namespace(name, labels))
+        .map(|(n, _)| n.clone())
+        .collect();
+    selected.extend(args.namespaces.iter().cloned());
+    selected.sort();
+    selected.dedup();
+    if selected.is_empty() {
+        eprintln!("error: no namespace selected: pass --namespace NS or manifests with Namespace objects the baseline selects");
+        return super::input_error();
+    }
+    let mut out = String::new();
+    for ns in &selected {
+        let objs = desired::namespace_objects(ns, &baseline, None);
+        if !objs.namespace_labels.is_empty() {
+            let patch = serde_json::json!({"metadata": {"name": ns, "labels": objs.namespace_labels}});
+            out.push_str(&to_yaml("v1", "Namespace", &patch));
+        }
+        for np in &objs.network_policies {
+            out.push_str(&to_yaml("networking.k8s.io/v1", "NetworkPolicy", np));
+        }
+        for r in &objs.roles {
+            out.push_str(&to_yaml("rbac.authorization.k8s.io/v1", "Role", r));
+        }
+        for rb in &objs.role_bindings {
+            out.push_str(&to_yaml("rbac.authorization.k8s.io/v1", "RoleBinding", rb));
+        }
+    }
+    let cluster = desired::cluster_objects(&baseline, None);
+    for p in &cluster.admission_policies {
+        out.push_str(&to_yaml("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", p));
+    }
+    for b in &cluster.admission_bindings {
+        out.push_str(&to_yaml("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", b));
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,10 @@
+pub mod audit;
+pub mod baseline_file;
+pub mod generate;
+
+use std::process::ExitCode;
+
+/// Exit status 2: usage or input errors.
+pub fn input_error() -> ExitCode {
+    ExitCode::from(2)
+}

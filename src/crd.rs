@@ -1,0 +1,348 @@
+//! The `SecurityBaseline` custom resource (`palisade.dev/v1alpha1`, cluster-scoped).
+//!
+//! Defaults live in code, not in the OpenAPI schema: schema defaulting would rewrite what users
+//! committed to git and make GitOps tools show a diff forever (see [`crd`]).
+
+use crate::policy::pss::Level;
+use crate::policy::rules::Rule;
+use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Desired security posture for a set of namespaces.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "palisade.dev",
+    version = "v1alpha1",
+    kind = "SecurityBaseline",
+    plural = "securitybaselines",
+    shortname = "sb",
+    category = "palisade",
+    status = "SecurityBaselineStatus",
+    printcolumn = r#"{"name":"Enforcement","type":"string","jsonPath":".spec.enforcement"}"#,
+    printcolumn = r#"{"name":"Namespaces","type":"integer","jsonPath":".status.namespaces"}"#,
+    printcolumn = r#"{"name":"Violations","type":"integer","jsonPath":".status.violations.total"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityBaselineSpec {
+    /// Namespaces this baseline covers, by label. Absent or empty selects every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
+    /// Namespaces never covered, even when the selector matches them (e.g. kube-system).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "set"))]
+    pub exclude_namespaces: Vec<String>,
+
+    /// Audit (default) only reports. Enforce also generates NetworkPolicies, Roles and admission guards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+
+    /// Pod hardening requirements: Pod Security Standards plus checks PSS lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecuritySpec>,
+
+    /// Network isolation: default deny plus declared exceptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+
+    /// RBAC: risk audit and least-privilege Roles per service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbac: Option<RbacSpec>,
+
+    /// Justified, optionally expiring exceptions to rules, applied the same way everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub exemptions: Vec<Exemption>,
+}
+
+/// Whether the baseline only reports or also generates guard rails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Enforcement {
+    /// Report violations only; create nothing.
+    #[default]
+    Audit,
+    /// Report violations and generate NetworkPolicies, Roles and admission guards.
+    Enforce,
+}
+
+/// Pod hardening requirements.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecuritySpec {
+    /// Pod Security Standards level pods must meet: privileged, baseline or restricted (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+
+    /// PSS version whose semantics apply: `latest` (default) or `v1.N`, e.g. `v1.30`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(latest|v1\.(0|[1-9][0-9]?))$"))]
+    pub version: Option<String>,
+
+    /// Require every container to use a read-only root filesystem (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+
+    /// Whether pods may automount a service-account token. false (default) reports pods that
+    /// mount one without opting in on the pod or its ServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
+
+    /// Report workloads that run as the namespace's `default` ServiceAccount (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forbid_default_service_account: Option<bool>,
+
+    /// Untrusted workloads must run in a sandboxed runtime (gVisor, Kata, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxSpec>,
+
+    /// Admission guards generated in Enforce mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionSpec>,
+}
+
+/// Sandboxed runtime requirement for selected workloads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxSpec {
+    /// Pods (by pod template labels) that are untrusted and must be sandboxed.
+    pub workload_selector: LabelSelector,
+    /// runtimeClassName values that count as sandboxed.
+    #[schemars(length(min = 1, max = 16), extend("x-kubernetes-list-type" = "set"))]
+    pub runtime_class_names: Vec<String>,
+}
+
+/// Which admission guards Enforce mode generates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionSpec {
+    /// Label covered namespaces `pod-security.kubernetes.io/enforce=<level>` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_labels: Option<bool>,
+    /// Generate a ValidatingAdmissionPolicy for the checks PSS lacks (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validating_admission_policy: Option<bool>,
+}
+
+/// Traffic direction of a default-deny policy.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Direction {
+    /// Deny incoming traffic to every pod unless allowed.
+    Ingress,
+    /// Deny outgoing traffic from every pod unless allowed.
+    Egress,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "Ingress",
+            Direction::Egress => "Egress",
+        }
+    }
+}
+
+/// Network isolation for covered namespaces.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Directions denied by default (default both Ingress and Egress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2), extend("x-kubernetes-list-type" = "set"))]
+    pub default_deny: Option<Vec<Direction>>,
+    /// Allow egress to the cluster DNS (kube-dns in kube-system) so default deny does not break name resolution (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_dns: Option<bool>,
+    /// Allow all traffic between pods of the same namespace (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_same_namespace: Option<bool>,
+    /// Named exceptions to default deny, each generating one NetworkPolicy `palisade-allow-<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub allow: Vec<AllowRule>,
+}
+
+/// One declared exception to default deny.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "size(self.from) + size(self.to) > 0",
+    "message": "an allow rule needs at least one peer in from or to",
+    "fieldPath": ".from"
+}]))]
+pub struct AllowRule {
+    /// Name of the rule; the policy is named `palisade-allow-<name>`. A DNS label of at most 48 characters.
+    #[schemars(
+        length(min = 1, max = 48),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Pods the rule applies to. Empty selects every pod in the namespace.
+    #[serde(default)]
+    pub pod_selector: LabelSelector,
+    /// Peers allowed to connect to the selected pods (ingress).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub from: Vec<NetworkPolicyPeer>,
+    /// Peers the selected pods may connect to (egress).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub to: Vec<NetworkPolicyPeer>,
+    /// Ports the rule opens; empty means all ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub ports: Vec<NetworkPolicyPort>,
+}
+
+/// RBAC audit and generation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RbacSpec {
+    /// Report risky RBAC (wildcards, secrets, escalate/bind/impersonate, ...) (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<bool>,
+    /// Service accounts that get a generated least-privilege Role + RoleBinding in each covered namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub service_accounts: Vec<ServiceAccountRules>,
+}
+
+/// Least-privilege permissions for one service account.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.rules.all(r, !('*' in r.verbs) && (!has(r.resources) || !('*' in r.resources)) && (!has(r.apiGroups) || !('*' in r.apiGroups)))",
+    "message": "generated roles must be least-privilege: no '*' in apiGroups, resources or verbs",
+    "fieldPath": ".rules"
+}]))]
+pub struct ServiceAccountRules {
+    /// ServiceAccount name (DNS subdomain); the Role and RoleBinding are named `palisade-<name>`.
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The only permissions the account gets in each covered namespace.
+    #[schemars(length(min = 1, max = 64))]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// A justified exception to one or more rules.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.reason.trim().size() >= 10",
+    "message": "reason must explain the exemption (at least 10 characters, e.g. a ticket reference)",
+    "fieldPath": ".reason"
+}]))]
+pub struct Exemption {
+    /// Rule ids exempted, e.g. `pss.run-as-non-root`.
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-list-type" = "set"))]
+    pub rules: Vec<Rule>,
+    /// Namespaces where the exemption applies; empty means every covered namespace (and cluster-scoped objects).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "set"))]
+    pub namespaces: Vec<String>,
+    /// Names of the exempted objects (workloads, roles, bindings, ...); empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "set"))]
+    pub names: Vec<String>,
+    /// Workloads exempted, by pod template labels; absent means any object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_selector: Option<LabelSelector>,
+    /// Why the exemption exists (mandatory; e.g. a ticket reference).
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+    /// When the exemption stops applying (RFC 3339). An expired exemption is itself reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Time>,
+}
+
+/// Observed state, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityBaselineStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Compliant and Degraded conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Number of namespaces the baseline covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<u32>,
+    /// Counts of objects Palisade generated for this baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedCounts>,
+    /// Violation totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<ViolationTotals>,
+    /// The most severe violations, at most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub top_violations: Vec<ViolationSummary>,
+    /// Namespaces also covered by another baseline, and how the overlap was resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub conflicts: Vec<String>,
+}
+
+/// Counts of generated objects by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratedCounts {
+    /// NetworkPolicies.
+    pub network_policies: u32,
+    /// Roles.
+    pub roles: u32,
+    /// RoleBindings.
+    pub role_bindings: u32,
+    /// ValidatingAdmissionPolicies and their bindings.
+    pub admission_policies: u32,
+    /// Namespaces carrying Pod Security Admission labels.
+    pub labelled_namespaces: u32,
+}
+
+/// Violation totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ViolationTotals {
+    /// All violations, exempted ones excluded.
+    pub total: u32,
+    /// Violations by severity (critical, high, medium, low, info).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_severity: BTreeMap<String, u32>,
+    /// Findings suppressed by a valid exemption.
+    #[serde(default)]
+    pub exempted: u32,
+}
+
+/// One violation, for the bounded list in status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ViolationSummary {
+    /// Rule id.
+    pub rule: String,
+    /// Severity.
+    pub severity: String,
+    /// Kind of the violating object.
+    pub kind: String,
+    /// Namespace of the violating object (empty for cluster-scoped objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the violating object.
+    pub name: String,
+    /// Field that breaks the rule.
+    pub field: String,
+    /// What to change.
+    pub message: String,
+}

@@ -1,0 +1,9 @@
+#![forbid(unsafe_code)]
+//! Palisade: a Kubernetes security operator. The [`policy`] engine is pure and shared by the
+//! offline CLI (`palisade audit`, `palisade generate`) and the operator (`palisade run`).
+
+pub mod crd;
+pub mod crdgen;
+pub mod manifest;
+pub mod policy;
+pub mod report;

@@ -1,0 +1,36 @@
+#![forbid(unsafe_code)]
+//! `palisade`: audit manifests offline, preview generated objects, print the CRD.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "Kubernetes security operator: defense in depth as a controller")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Audit manifests (files, directories, `-` for stdin) against a SecurityBaseline.
+    Audit(cli::audit::AuditArgs),
+    /// Print the objects the operator would create for a baseline, as YAML.
+    Generate(cli::generate::GenerateArgs),
+    /// Print the SecurityBaseline CustomResourceDefinition.
+    Crd,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Command::Audit(a) => cli::audit::run(a),
+        Command::Generate(g) => cli::generate::run(g),
+        Command::Crd => {
+            print!("{}", palisade::crdgen::crd_yaml());
+            ExitCode::SUCCESS
+        }
+    }
+}

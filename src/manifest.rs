@@ -1,0 +1,389 @@
+//! Loading manifests: files, directories (recursively), stdin; multi-document YAML and `List`s.
+//!
+//! Every problem becomes a [`Diagnostic`] naming the file, the document index and its line,
+//! and (for type errors) the field path. A broken document never hides the others.
+
+use crate::policy::finding::Source;
+use crate::policy::object::Object;
+use crate::policy::workload::Workload;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::Path;
+
+/// What happened to a document that produced no object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Input could not be read or parsed: reported, exit status 2.
+    Error,
+    /// A valid object Palisade does not evaluate (unknown kind, CRD, ...): noted only.
+    Skipped,
+}
+
+/// A problem with one file or document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: String,
+    /// 0-based document index in the file, when the problem is in one document.
+    pub document: Option<usize>,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.severity {
+            Severity::Error => "error",
+            Severity::Skipped => "skipped",
+        };
+        write!(f, "{what}: {}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(doc) = self.document {
+            write!(f, " (document {doc})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Receives each object with where it came from.
+pub type Sink<'s> = dyn FnMut(Object, Source) + 's;
+
+/// Loads a file, a directory (recursively: `*.yaml`, `*.yml`, `*.json`, sorted) or `-` (stdin).
+pub fn load_path(path: &str, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
+    if path == "-" {
+        let mut buf = Vec::new();
+        match std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
+            Ok(_) => load_bytes("<stdin>", &buf, sink, diags),
+            Err(e) => diags.push(file_error("<stdin>", format!("cannot read: {e}"))),
+        }
+        return;
+    }
+    let p = Path::new(path);
+    if p.is_dir() {
+        let mut files = Vec::new();
+        collect_files(p, &mut files, diags);
+        files.sort();
+        for f in files {
+            load_file(&f.to_string_lossy(), sink, diags);
+        }
+    } else {
+        load_file(path, sink, diags);
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>, diags: &mut Vec<Diagnostic>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(file_error(&dir.to_string_lossy(), format!("cannot read directory: {e}")));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue; // .git and friends
+        }
+        if path.is_dir() {
+            collect_files(&path, out, diags);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(path);
+        }
+    }
+}
+
+fn file_error(file: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_string(),
+        document: None,
+        line: None,
+        message,
+    }
+}
+
+fn load_file(path: &str, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
+    match std::fs::read(path) {
+        Ok(bytes) => load_bytes(path, &bytes, sink, diags),
+        Err(e) => diags.push(file_error(path, format!("cannot read: {e}"))),
+    }
+}
+
+/// Loads manifests from memory; `name` is used in sources and diagnostics.
+pub fn load_bytes(name: &str, bytes: &[u8], sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
+    if bytes.contains(&0) {
+        diags.push(file_error(name, "binary data (NUL byte), not YAML or JSON".into()));
+        return;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_str(name, text, sink, diags),
+        Err(e) => diags.push(file_error(
+            name,
+            format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+        )),
+    }
+}
+
+/// One YAML document of a stream: its text and the line it starts on.
+struct Document<'a> {
+    text: &'a str,
+    line: usize,
+}
+
+/// Splits a YAML stream on `---` / `...` lines. A marker always starts at column 0 and block
+/// scalars are indented, so this never splits inside a document.
+fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        let is_marker = trimmed == "---"
+            || trimmed.starts_with("--- ")
+            || trimmed.starts_with("---\t")
+            || trimmed == "...";
+        if is_marker {
+            docs.push(Document { text: &text[start..offset], line: start_line });
+            // `--- {a: 1}` carries content on the marker line itself.
+            let rest = trimmed.strip_prefix("---").unwrap_or("");
+            start = if rest.trim().is_empty() || trimmed == "..." { offset + line.len() } else { offset + 3 };
+            start_line = i + 2 - usize::from(start == offset + 3);
+        }
+        offset += line.len();
+    }
+    docs.push(Document { text: &text[start..], line: start_line });
+    docs.retain(|d| !is_blank(d.text));
+    docs
+}
+
+fn is_blank(doc: &str) -> bool {
+    doc.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    })
+}
+
+/// Loads every document of a YAML/JSON stream.
+pub fn load_str(name: &str, text: &str, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
+    for (index, doc) in split_documents(text).into_iter().enumerate() {
+        let source = Source { file: name.to_string(), document: index, line: doc.line };
+        load_document(doc.text, &source, sink, diags);
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// Finds `apiVersion` and `kind` from top-level keys without parsing the document
+/// (they are at column 0 in block style); falls back to a parse for flow style / JSON.
+fn type_meta(doc: &str) -> Result<(String, String), String> {
+    let mut api = None;
+    let mut kind = None;
+    for line in doc.lines() {
+        if let Some(v) = line.strip_prefix("kind:") {
+            kind = Some(unquote(v));
+        } else if let Some(v) = line.strip_prefix("apiVersion:") {
+            api = Some(unquote(v));
+        }
+        if api.is_some() && kind.is_some() {
+            break;
+        }
+    }
+    if let (Some(a), Some(k)) = (&api, &kind) {
+        if !a.is_empty() && !k.is_empty() {
+            return Ok((a.clone(), k.clone()));
+        }
+    }
+    let tm: TypeMeta = serde_yaml_ng::from_str(doc).map_err(|e| e.to_string())?;
+    match (tm.api_version, tm.kind) {
+        (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() => Ok((a, k)),
+        (_, None) => Err("missing field `kind`".into()),
+        _ => Err("missing field `apiVersion`".into()),
+    }
+}
+
+fn unquote(v: &str) -> String {
+    let v = v.split(" #").next().unwrap_or("").trim();
+    v.trim_matches(|c| c == '"' || c == '\'').to_string()
+}
+
+fn doc_error(source: &Source, line: Option<usize>, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: source.file.clone(),
+        document: Some(source.document),
+        line: line.or(Some(source.line)),
+        message,
+    }
+}
+
+/// Deserializes into `T`, reporting the field path and line of the first type error.
+fn typed<T: DeserializeOwned>(doc: &str, source: &Source) -> Result<T, Diagnostic> {
+    let de = serde_yaml_ng::Deserializer::from_str(doc);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| source.line + l.line() - 1);
+        let msg = inner.to_string();
+        // serde_yaml_ng appends "at line X column Y" relative to the document; our line is absolute.
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let message = if path == "." || path.is_empty() { msg } else { format!("{path}: {msg}") };
+        doc_error(source, line, message)
+    })
+}
+
+fn typed_value<T: DeserializeOwned>(v: serde_yaml_ng::Value, source: &Source, item: usize) -> Result<T, Diagnostic> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        doc_error(source, None, format!("items[{item}].{path}: {}", e.into_inner()))
+    })
+}
+
+fn skipped(source: &Source, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Skipped,
+        file: source.file.clone(),
+        document: Some(source.document),
+        line: Some(source.line),
+        message,
+    }
+}
+
+/// How Palisade reads one apiVersion/kind, if it reads it at all.
+fn decoder(api_version: &str, kind: &str) -> Option<Decoder> {
+    use Decoder::*;
+    Some(match (api_version, kind) {
+        ("v1", "Pod") => Pod,
+        ("apps/v1", "Deployment") => Deployment,
+        ("apps/v1", "ReplicaSet") => ReplicaSet,
+        ("apps/v1", "StatefulSet") => StatefulSet,
+        ("apps/v1", "DaemonSet") => DaemonSet,
+        ("batch/v1", "Job") => Job,
+        ("batch/v1", "CronJob") => CronJob,
+        ("v1", "ReplicationController") => ReplicationController,
+        ("v1", "Namespace") => Namespace,
+        ("v1", "ServiceAccount") => ServiceAccount,
+        ("networking.k8s.io/v1", "NetworkPolicy") => NetworkPolicy,
+        ("rbac.authorization.k8s.io/v1", "Role") => Role,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => ClusterRole,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => RoleBinding,
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => ClusterRoleBinding,
+        _ => return None,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Decoder {
+    Pod,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    ReplicationController,
+    Namespace,
+    ServiceAccount,
+    NetworkPolicy,
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
+}
+
+/// Decodes into the object for decoder `$d`, calling the generic `$f(args)` for the concrete type.
+macro_rules! decode_with {
+    ($d:expr, $f:ident ( $($arg:expr),* )) => {{
+        use Decoder as D;
+        let w = |w: Workload| Object::Workload(Box::new(w));
+        match $d {
+            D::Pod => w(Workload::Pod($f($($arg),*)?)),
+            D::Deployment => w(Workload::Deployment($f($($arg),*)?)),
+            D::ReplicaSet => w(Workload::ReplicaSet($f($($arg),*)?)),
+            D::StatefulSet => w(Workload::StatefulSet($f($($arg),*)?)),
+            D::DaemonSet => w(Workload::DaemonSet($f($($arg),*)?)),
+            D::Job => w(Workload::Job($f($($arg),*)?)),
+            D::CronJob => w(Workload::CronJob($f($($arg),*)?)),
+            D::ReplicationController => w(Workload::ReplicationController($f($($arg),*)?)),
+            D::Namespace => Object::Namespace($f($($arg),*)?),
+            D::ServiceAccount => Object::ServiceAccount($f($($arg),*)?),
+            D::NetworkPolicy => Object::NetworkPolicy($f($($arg),*)?),
+            D::Role => Object::Role($f($($arg),*)?),
+            D::ClusterRole => Object::ClusterRole($f($($arg),*)?),
+            D::RoleBinding => Object::RoleBinding($f($($arg),*)?),
+            D::ClusterRoleBinding => Object::ClusterRoleBinding($f($($arg),*)?),
+        }
+    }};
+}
+
+fn decode_text(d: Decoder, doc: &str, source: &Source) -> Result<Object, Diagnostic> {
+    Ok(decode_with!(d, typed(doc, source)))
+}
+
+fn decode_value(d: Decoder, value: serde_yaml_ng::Value, source: &Source, item: usize) -> Result<Object, Diagnostic> {
+    Ok(decode_with!(d, typed_value(value, source, item)))
+}
+
+fn load_document(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
+    let (api_version, kind) = match type_meta(doc) {
+        Ok(tm) => tm,
+        Err(e) => {
+            let msg = e.split(" at line ").next().unwrap_or(&e).to_string();
+            diags.push(doc_error(source, None, format!("not a Kubernetes object: {msg}")));
+            return;
+        }
+    };
+    if let Some(d) = decoder(&api_version, &kind) {
+        match decode_text(d, doc, source) {
+            Ok(obj) => sink(obj, source.clone()),
+            Err(diag) => diags.push(diag),
+        }
+    } else if kind.ends_with("List") && api_version == "v1" {
+        load_list(doc, source, sink, diags);
+    } else {
+        let why = if kind == "CustomResourceDefinition" {
+            "CustomResourceDefinition is not audited".to_string()
+        } else {
+            format!("{api_version} {kind} is not a kind Palisade audits")
+        };
+        diags.push(skipped(source, why));
+    }
+}
+
+fn load_list(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
+    #[derive(serde::Deserialize)]
+    struct List {
+        #[serde(default)]
+        items: Vec<serde_yaml_ng::Value>,
+    }
+    let list: List = match typed(doc, source) {
+        Ok(l) => l,
+        Err(d) => return diags.push(d),
+    };
+    for (i, item) in list.items.into_iter().enumerate() {
+        let field = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let (api_version, kind) = (field("apiVersion"), field("kind"));
+        let Some(d) = decoder(&api_version, &kind) else {
+            diags.push(skipped(source, format!("items[{i}]: {api_version} {kind} is not a kind Palisade audits")));
+            continue;
+        };
+        match decode_value(d, item, source, i) {
+            Ok(obj) => sink(obj, source.clone()),
+            Err(diag) => diags.push(diag),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The audit: a single streaming pass over objects, then the joins that need the whole set
+//! (RBAC bindings, namespaces vs. their policies, pods vs. their ServiceAccounts).
+//!
+//! Workloads are evaluated as they arrive and then dropped, so memory stays proportional to
+//! findings and to the (small) RBAC/namespace/policy sets, not to the corpus.
+
+use super::baseline::{CompiledBaseline, Subject};
+use super::finding::{Finding, ObjectRef, Source, Violation};
+use super::hardening::{self, Automount};
+use super::network::{self, PolicySummary};
+use super::object::Object;
+use super::pss;
+use super::rbac::{self, RbacObjects};
+use super::rules::{Rule, Severity};
+use super::workload::Workload;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use std::collections::{BTreeMap, HashMap};
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+/// A pod that mounts a token unless its ServiceAccount (not seen yet) disables automount.
+struct PendingAutomount {
+    namespace: Option<String>,
+    service_account: String,
+    finding: Finding,
+}
+
+/// Result of an audit.
+#[derive(Debug, Default)]
+pub struct AuditReport {
+    /// Violations, exemptions applied, sorted deterministically.
+    pub findings: Vec<Finding>,
+    /// Findings suppressed by a valid exemption.
+    pub exempted: usize,
+    /// Namespaces the baseline covered.
+    pub namespaces: Vec<String>,
+    /// Objects evaluated.
+    pub objects: usize,
+}
+
+impl AuditReport {
+    pub fn count_at_least(&self, severity: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity >= severity).count()
+    }
+
+    pub fn by_severity(&self) -> BTreeMap<Severity, usize> {
+        let mut m = BTreeMap::new();
+        for f in &self.findings {
+            *m.entry(f.severity).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// Accumulates one audit. Feed objects with [`Auditor::add`], then call [`Auditor::finish`].
+pub struct Auditor<'b> {
+    baseline: &'b CompiledBaseline,
+    findings: Vec<Finding>,
+    exempted: usize,
+    objects: usize,
+    pending_automount: Vec<PendingAutomount>,
+    /// (namespace, name) -> automountServiceAccountToken of ServiceAccounts seen.
+    service_accounts: HashMap<(Option<String>, String), Option<bool>>,
+    /// Namespaces seen: labels when a Namespace object was seen, otherwise none.
+    namespaces: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    policies: HashMap<String, Vec<PolicySummary>>,
+    roles: Vec<Role>,
+    cluster_roles: Vec<ClusterRole>,
+    role_bindings: Vec<RoleBinding>,
+    cluster_role_bindings: Vec<ClusterRoleBinding>,
+}
+
+impl<'b> Auditor<'b> {
+    pub fn new(baseline: &'b CompiledBaseline) -> Self {
+        Auditor {
+            baseline,
+            findings: Vec::new(),
+            exempted: 0,
+            objects: 0,
+            pending_automount: Vec::new(),
+            service_accounts: HashMap::new(),
+            namespaces: BTreeMap::new(),
+            policies: HashMap::new(),
+            roles: Vec::new(),
+            cluster_roles: Vec::new(),
+            role_bindings: Vec::new(),
+            cluster_role_bindings: Vec::new(),
+        }
+    }
+
+    /// Evaluates or records one object. `source` tags the findings with where the object came from.
+    pub fn add(&mut self, object: Object, source: Option<&Source>) {
+        self.objects += 1;
+        let before = self.findings.len();
+        match object {
+            Object::Workload(w) => self.workload(&w, source),
+            Object::Namespace(ns) => self.namespace(ns),
+            Object::ServiceAccount(sa) => self.service_account(&sa),
+            Object::NetworkPolicy(np) => {
+                let ns = np.metadata.namespace.clone().unwrap_or_default();
+                self.saw_namespace(&ns);
+                let mut out = Vec::new();
+                network::allow_all_rules(&np, &mut out);
+                let object = ObjectRef::new("NetworkPolicy", Some(&ns), np.metadata.name.as_deref().unwrap_or(""));
+                let labels = np.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
+                self.push_violations(out, &object, labels);
+                self.policies.entry(ns).or_default().push(network::summarize(&np));
+            }
+            Object::Role(r) => {
+                if let Some(ns) = &r.metadata.namespace {
+                    self.saw_namespace(ns);
+                }
+                self.roles.push(r)
+            }
+            Object::RoleBinding(b) => {
+                if let Some(ns) = &b.metadata.namespace {
+                    self.saw_namespace(ns);
+                }
+                self.role_bindings.push(b)
+            }
+            Object::ClusterRole(r) => self.cluster_roles.push(r),
+            Object::ClusterRoleBinding(b) => self.cluster_role_bindings.push(b),
+        }
+        if let Some(src) = source {
+            for f in &mut self.findings[before..] {
+                f.source = Some(src.clone());
+            }
+        }
+    }
+
+    fn saw_namespace(&mut self, ns: &str) {
+        if !self.namespaces.contains_key(ns) {
+            self.namespaces.insert(ns.to_string(), None);
+        }
+    }
+
+    fn namespace(&mut self, ns: Namespace) {
+        let name = ns.metadata.name.unwrap_or_default();
+        self.namespaces
+            .insert(name, Some(ns.metadata.labels.unwrap_or_default()));
+    }
+
+    fn service_account(&mut self, sa: &ServiceAccount) {
+        let ns = sa.metadata.namespace.clone();
+        if let Some(ns) = &ns {
+            self.saw_namespace(ns);
+        }
+        let name = sa.metadata.name.clone().unwrap_or_default();
+        self.service_accounts
+            .insert((ns, name), sa.automount_service_account_token);
+    }
+
+    /// Evaluates a workload's pod template against PSS and hardening rules.
+    pub fn workload(&mut self, w: &Workload, source: Option<&Source>) {
+        // Pods and ReplicaSets created by a controller are reported once, on the controller.
+        if w.is_owned_by_workload() {
+            return;
+        }
+        if let Some(ns) = w.namespace() {
+            self.saw_namespace(ns);
+        }
+        let Some(pod) = w.pod_target() else { return };
+        let object = w.object_ref();
+        let s = &self.baseline.settings;
+        let mut out = Vec::new();
+        pss::check(&pod, s.level, s.version, &mut out);
+        let automount = hardening::check(&pod, self.baseline, &mut out);
+        self.push_violations(out, &object, pod.labels);
+        let (sa, violation) = match automount {
+            Automount::Decided => return,
+            Automount::Mounted(v) => (None, v),
+            Automount::DependsOnServiceAccount(sa, v) => (Some(sa), v),
+        };
+        let Some(finding) = self.exempt_or_keep(violation, &object, pod.labels) else { return };
+        let mut finding = finding;
+        finding.source = source.cloned();
+        match sa {
+            None => self.findings.push(finding),
+            Some(service_account) => self.pending_automount.push(PendingAutomount {
+                namespace: object.namespace.clone(),
+                service_account,
+                finding,
+            }),
+        }
+    }
+
+    fn exempt_or_keep(
+        &mut self,
+        v: Violation,
+        object: &ObjectRef,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<Finding> {
+        let subject = Subject {
+            namespace: object.namespace.as_deref(),
+            name: &object.name,
+            labels,
+        };
+        if self.baseline.exemption_for(v.rule, &subject).is_some() {
+            self.exempted += 1;
+            return None;
+        }
+        Some(v.into_finding(object))
+    }
+
+    fn push_violations(&mut self, vs: Vec<Violation>, object: &ObjectRef, labels: &BTreeMap<String, String>) {
+        for v in vs {
+            if let Some(f) = self.exempt_or_keep(v, object, labels) {
+                self.findings.push(f);
+            }
+        }
+    }
+
+    fn covered(&self, ns: &str) -> bool {
+        match self.namespaces.get(ns) {
+            Some(Some(labels)) => self.baseline.covers_namespace(ns, labels),
+            // No Namespace object seen: judge by name alone (kubernetes.io/metadata.name).
+            _ => self.baseline.covers_namespace(ns, &NO_LABELS),
+        }
+    }
+
+    /// Runs the joins and returns the report.
+    pub fn finish(mut self) -> AuditReport {
+        // Token automount now that every ServiceAccount has been seen.
+        for p in std::mem::take(&mut self.pending_automount) {
+            let disabled = self
+                .service_accounts
+                .get(&(p.namespace.clone(), p.service_account.clone()))
+                .copied()
+                .flatten()
+                == Some(false);
+            if !disabled {
+                self.findings.push(p.finding);
+            }
+        }
+        let covered: Vec<String> = self
+            .namespaces
+            .keys()
+            .filter(|ns| self.covered(ns))
+            .cloned()
+            .collect();
+        self.network_findings(&covered);
+        if self.baseline.settings.rbac_audit {
+            self.rbac_findings();
+        }
+        let baseline = self.baseline;
+        let namespaces = &self.namespaces;
+        let is_covered = |ns: &str| match namespaces.get(ns) {
+            Some(Some(labels)) => baseline.covers_namespace(ns, labels),
+            _ => baseline.covers_namespace(ns, &NO_LABELS),
+        };
+        let mut findings: Vec<Finding> = std::mem::take(&mut self.findings)
+            .into_iter()
+            .filter(|f| f.object.namespace.as_deref().is_none_or(is_covered))
+            .collect();
+        findings.extend(self.baseline.own_findings.iter().cloned());
+        findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        AuditReport {
+            findings,
+            exempted: self.exempted,
+            namespaces: covered,
+            objects: self.objects,
+        }
+    }
+
+    fn network_findings(&mut self, covered: &[String]) {
+        let wanted = self.baseline.settings.default_deny.clone();
+        if wanted.is_empty() {
+            return;
+        }
+        for ns in covered {
+            let none = Vec::new();
+            let missing = network::missing_default_deny(&wanted, self.policies.get(ns).unwrap_or(&none));
+            if missing.is_empty() {
+                continue;
+            }
+            let dirs: Vec<&str> = missing.iter().map(|d| d.as_str()).collect();
+            let v = Violation::new(
+                Rule::NoDefaultDeny,
+                "metadata.name",
+                format!(
+                    "namespace has no default-deny NetworkPolicy for {}; add one selecting all pods (podSelector: {{}}) with policyTypes [{}] and no rules, or let Palisade generate it (enforcement: Enforce)",
+                    dirs.join(" and "),
+                    dirs.join(", ")
+                ),
+            );
+            let labels = self.namespaces.get(ns).cloned().flatten().unwrap_or_default();
+            let object = ObjectRef::new("Namespace", None, ns);
+            let subject = Subject { namespace: Some(ns), name: ns, labels: &labels };
+            if self.baseline.exemption_for(v.rule, &subject).is_some() {
+                self.exempted += 1;
+            } else {
+                self.findings.push(v.into_finding(&object));
+            }
+        }
+    }
+
+    fn rbac_findings(&mut self) {
+        let objs = RbacObjects {
+            roles: self.roles.iter().collect(),
+            cluster_roles: self.cluster_roles.iter().collect(),
+            role_bindings: self.role_bindings.iter().collect(),
+            cluster_role_bindings: self.cluster_role_bindings.iter().collect(),
+        };
+        let baseline = self.baseline;
+        let namespaces = &self.namespaces;
+        let in_scope = |ns: &str| match namespaces.get(ns) {
+            Some(Some(labels)) => baseline.covers_namespace(ns, labels),
+            _ => baseline.covers_namespace(ns, &NO_LABELS),
+        };
+        let mut out = Vec::new();
+        rbac::audit(&objs, &in_scope, &mut out);
+        for f in out {
+            let subject = Subject {
+                namespace: f.object.namespace.as_deref(),
+                name: &f.object.name,
+                labels: &NO_LABELS,
+            };
+            if baseline.exemption_for(f.rule, &subject).is_some() {
+                self.exempted += 1;
+            } else {
+                self.findings.push(f);
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! A `SecurityBaseline` compiled for evaluation: defaults applied, selectors compiled,
+//! exemptions split into active and expired at a given instant.
+
+use super::finding::{Finding, ObjectRef};
+use super::rules::Rule;
+use super::selector::{InvalidSelector, Selector};
+use super::settings::{InvalidVersion, Settings};
+use crate::crd::{Exemption, SecurityBaselineSpec};
+use k8s_openapi::jiff::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a baseline cannot be evaluated.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BaselineError {
+    #[error(transparent)]
+    Version(#[from] InvalidVersion),
+    #[error("{field}.{source}")]
+    Selector {
+        field: String,
+        source: InvalidSelector,
+    },
+    #[error("spec.exemptions[{0}].reason: an exemption needs a reason")]
+    MissingReason(usize),
+    #[error("spec.network.allow[{0}]: an allow rule needs at least one peer in from or to")]
+    AllowWithoutPeers(usize),
+}
+
+/// One exemption, ready to match findings.
+#[derive(Clone, Debug)]
+pub struct ActiveExemption {
+    pub index: usize,
+    rules: BTreeSet<Rule>,
+    namespaces: BTreeSet<String>,
+    names: BTreeSet<String>,
+    selector: Option<Selector>,
+}
+
+/// What an exemption is matched against.
+pub struct Subject<'a> {
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    /// Pod template labels for workloads, metadata labels otherwise.
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+impl ActiveExemption {
+    pub fn covers(&self, rule: Rule, subject: &Subject<'_>) -> bool {
+        self.rules.contains(&rule)
+            && (self.namespaces.is_empty()
+                || subject
+                    .namespace
+                    .is_some_and(|ns| self.namespaces.contains(ns)))
+            && (self.names.is_empty() || self.names.contains(subject.name))
+            && self.selector.as_ref().is_none_or(|s| s.matches(subject.labels))
+    }
+}
+
+/// A baseline ready for the engine.
+#[derive(Clone, Debug)]
+pub struct CompiledBaseline {
+    pub name: String,
+    pub spec: SecurityBaselineSpec,
+    pub settings: Settings,
+    pub namespace_selector: Selector,
+    pub excluded_namespaces: BTreeSet<String>,
+    pub sandbox_selector: Option<Selector>,
+    pub exemptions: Vec<ActiveExemption>,
+    /// Findings about the baseline itself (expired exemptions).
+    pub own_findings: Vec<Finding>,
+    /// Service accounts the baseline declares API access for (they may mount tokens).
+    pub declared_service_accounts: BTreeSet<String>,
+}
+
+fn compile_selector(
+    field: &str,
+    sel: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Result<Selector, BaselineError> {
+    match sel {
+        None => Ok(Selector::everything()),
+        Some(s) => Selector::compile(s).map_err(|source| BaselineError::Selector {
+            field: field.to_string(),
+            source,
+        }),
+    }
+}
+
+impl CompiledBaseline {
+    /// Compiles `spec` as it applies at `now` (exemptions expiring at or before `now` are expired).
+    pub fn compile(
+        name: &str,
+        spec: &SecurityBaselineSpec,
+        now: Timestamp,
+    ) -> Result<CompiledBaseline, BaselineError> {
+        let settings = Settings::from_spec(spec)?;
+        let namespace_selector =
+            compile_selector("spec.namespaceSelector", spec.namespace_selector.as_ref())?;
+        let sandbox_selector = match spec.pod_security.as_ref().and_then(|p| p.sandbox.as_ref()) {
+            Some(sb) => Some(compile_selector(
+                "spec.podSecurity.sandbox.workloadSelector",
+                Some(&sb.workload_selector),
+            )?),
+            None => None,
+        };
+        if let Some(net) = &spec.network {
+            if let Some(i) = net.allow.iter().position(|a| a.from.is_empty() && a.to.is_empty()) {
+                return Err(BaselineError::AllowWithoutPeers(i));
+            }
+        }
+        let me = ObjectRef::new("SecurityBaseline", None, name);
+        let mut exemptions = Vec::new();
+        let mut own_findings = Vec::new();
+        for (index, ex) in spec.exemptions.iter().enumerate() {
+            if ex.reason.trim().is_empty() {
+                return Err(BaselineError::MissingReason(index));
+            }
+            if let Some(expired) = expiry_finding(index, ex, now, &me) {
+                own_findings.push(expired);
+                continue;
+            }
+            exemptions.push(ActiveExemption {
+                index,
+                rules: ex.rules.iter().copied().collect(),
+                namespaces: ex.namespaces.iter().cloned().collect(),
+                names: ex.names.iter().cloned().collect(),
+                selector: match &ex.workload_selector {
+                    None => None,
+                    Some(s) => Some(compile_selector(
+                        &format!("spec.exemptions[{index}].workloadSelector"),
+                        Some(s),
+                    )?),
+                },
+            });
+        }
+        Ok(CompiledBaseline {
+            name: name.to_string(),
+            settings,
+            namespace_selector,
+            excluded_namespaces: spec.exclude_namespaces.iter().cloned().collect(),
+            sandbox_selector,
+            exemptions,
+            own_findings,
+            declared_service_accounts: spec
+                .rbac
+                .iter()
+                .flat_map(|r| r.service_accounts.iter().map(|s| s.name.clone()))
+                .collect(),
+            spec: spec.clone(),
+        })
+    }
+
+    /// Whether a namespace with these labels is covered. `kubernetes.io/metadata.name` is
+    /// matched as the API server sets it, even when the labels given lack it.
+    pub fn covers_namespace(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        if self.excluded_namespaces.contains(name) {
+            return false;
+        }
+        if self.namespace_selector.is_everything() {
+            return true;
+        }
+        const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+        if labels.get(NAME_LABEL).map(String::as_str) == Some(name) {
+            return self.namespace_selector.matches(labels);
+        }
+        let mut with_name = labels.clone();
+        with_name.insert(NAME_LABEL.to_string(), name.to_string());
+        self.namespace_selector.matches(&with_name)
+    }
+
+    /// The active exemption covering this rule on this subject, if any.
+    pub fn exemption_for(&self, rule: Rule, subject: &Subject<'_>) -> Option<&ActiveExemption> {
+        self.exemptions.iter().find(|e| e.covers(rule, subject))
+    }
+
+    /// The earliest future instant at which an exemption expires: the operator requeues then.
+    pub fn next_expiry(&self, now: Timestamp) -> Option<Timestamp> {
+        self.spec
+            .exemptions
+            .iter()
+            .filter_map(|e| e.expires.as_ref().map(|t| t.0))
+            .filter(|t| *t > now)
+            .min()
+    }
+}
+
+fn expiry_finding(index: usize, ex: &Exemption, now: Timestamp, me: &ObjectRef) -> Option<Finding> {
+    let expires = ex.expires.as_ref()?.0;
+    if expires > now {
+        return None;
+    }
+    let rules: Vec<&str> = ex.rules.iter().map(|r| r.id()).collect();
+    Some(Finding::new(
+        Rule::ExemptionExpired,
+        me.clone(),
+        format!("spec.exemptions[{index}].expires"),
+        format!(
+            "exemption for {} expired at {expires} and no longer applies ({}); renew it with a new expiry or remove it",
+            rules.join(", "),
+            ex.reason.trim()
+        ),
+    ))
+}

@@ -1,0 +1,313 @@
+//! What a baseline wants to exist: NetworkPolicies, least-privilege Roles/RoleBindings and
+//! Pod Security Admission labels per namespace, and a ValidatingAdmissionPolicy + binding
+//! for the checks PSS lacks. Deterministic: the same input gives byte-identical objects.
+
+use super::baseline::CompiledBaseline;
+use super::pss::Level;
+use crate::crd::Direction;
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "palisade";
+pub const BASELINE_LABEL: &str = "palisade.dev/baseline";
+pub const FIELD_MANAGER: &str = "palisade";
+
+/// Everything a baseline wants in one namespace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NamespaceObjects {
+    pub network_policies: Vec<NetworkPolicy>,
+    pub roles: Vec<Role>,
+    pub role_bindings: Vec<RoleBinding>,
+    /// Pod Security Admission labels for the Namespace itself.
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+/// Cluster-scoped objects a baseline wants.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterObjects {
+    pub admission_policies: Vec<ValidatingAdmissionPolicy>,
+    pub admission_bindings: Vec<ValidatingAdmissionPolicyBinding>,
+}
+
+fn labels(baseline: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+        (BASELINE_LABEL.to_string(), baseline.to_string()),
+    ])
+}
+
+fn meta(name: &str, namespace: Option<&str>, b: &CompiledBaseline, owner: Option<&OwnerReference>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(labels(&b.name)),
+        // GitOps tools must neither prune nor flag objects that no repository declares.
+        annotations: Some(BTreeMap::from([
+            ("argocd.argoproj.io/compare-options".to_string(), "IgnoreExtraneous".to_string()),
+            ("argocd.argoproj.io/sync-options".to_string(), "Prune=false".to_string()),
+            ("kustomize.toolkit.fluxcd.io/prune".to_string(), "disabled".to_string()),
+        ])),
+        owner_references: owner.map(|o| vec![o.clone()]),
+        ..Default::default()
+    }
+}
+
+fn select_all() -> LabelSelector {
+    LabelSelector::default()
+}
+
+fn policy(meta: ObjectMeta, spec: NetworkPolicySpec) -> NetworkPolicy {
+    NetworkPolicy { metadata: meta, spec: Some(spec) }
+}
+
+/// The objects `baseline` wants in namespace `ns`.
+pub fn namespace_objects(ns: &str, b: &CompiledBaseline, owner: Option<&OwnerReference>) -> NamespaceObjects {
+    let s = &b.settings;
+    let mut out = NamespaceObjects::default();
+    let m = |name: &str| meta(name, Some(ns), b, owner);
+    let deny_egress = s.default_deny.contains(&Direction::Egress);
+    if !s.default_deny.is_empty() {
+        out.network_policies.push(policy(
+            m("palisade-default-deny"),
+            NetworkPolicySpec {
+                pod_selector: Some(select_all()),
+                policy_types: Some(s.default_deny.iter().map(|d| d.as_str().to_string()).collect()),
+                ..Default::default()
+            },
+        ));
+    }
+    if s.allow_dns && deny_egress {
+        out.network_policies.push(policy(m("palisade-allow-dns"), dns_spec()));
+    }
+    if s.allow_same_namespace && !s.default_deny.is_empty() {
+        let same = vec![NetworkPolicyPeer { pod_selector: Some(select_all()), ..Default::default() }];
+        out.network_policies.push(policy(
+            m("palisade-allow-same-namespace"),
+            NetworkPolicySpec {
+                pod_selector: Some(select_all()),
+                policy_types: Some(s.default_deny.iter().map(|d| d.as_str().to_string()).collect()),
+                ingress: s.default_deny.contains(&Direction::Ingress).then(|| {
+                    vec![NetworkPolicyIngressRule { from: Some(same.clone()), ports: None }]
+                }),
+                egress: deny_egress.then(|| vec![NetworkPolicyEgressRule { to: Some(same.clone()), ports: None }]),
+            },
+        ));
+    }
+    for rule in b.spec.network.iter().flat_map(|n| n.allow.iter()) {
+        let ports = (!rule.ports.is_empty()).then(|| rule.ports.clone());
+        let mut types = Vec::new();
+        if !rule.from.is_empty() {
+            types.push("Ingress".to_string());
+        }
+        if !rule.to.is_empty() {
+            types.push("Egress".to_string());
+        }
+        out.network_policies.push(policy(
+            m(&format!("palisade-allow-{}", rule.name)),
+            NetworkPolicySpec {
+                pod_selector: Some(rule.pod_selector.clone()),
+                policy_types: Some(types),
+                ingress: (!rule.from.is_empty()).then(|| {
+                    vec![NetworkPolicyIngressRule { from: Some(rule.from.clone()), ports: ports.clone() }]
+                }),
+                egress: (!rule.to.is_empty())
+                    .then(|| vec![NetworkPolicyEgressRule { to: Some(rule.to.clone()), ports: ports.clone() }]),
+            },
+        ));
+    }
+    for sa in b.spec.rbac.iter().flat_map(|r| r.service_accounts.iter()) {
+        let name = format!("palisade-{}", sa.name);
+        out.roles.push(Role { metadata: m(&name), rules: Some(sa.rules.clone()) });
+        out.role_bindings.push(RoleBinding {
+            metadata: m(&name),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: name.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: sa.name.clone(),
+                namespace: Some(ns.to_string()),
+                api_group: None,
+            }]),
+        });
+    }
+    if s.psa_namespace_labels && s.level != Level::Privileged {
+        for mode in ["enforce", "warn", "audit"] {
+            out.namespace_labels.insert(format!("pod-security.kubernetes.io/{mode}"), s.level.to_string());
+            out.namespace_labels
+                .insert(format!("pod-security.kubernetes.io/{mode}-version"), s.version.to_string());
+        }
+    }
+    out
+}
+
+fn dns_spec() -> NetworkPolicySpec {
+    let port = |protocol: &str| NetworkPolicyPort {
+        port: Some(IntOrString::Int(53)),
+        protocol: Some(protocol.to_string()),
+        end_port: None,
+    };
+    NetworkPolicySpec {
+        pod_selector: Some(select_all()),
+        policy_types: Some(vec!["Egress".into()]),
+        egress: Some(vec![NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        "kubernetes.io/metadata.name".to_string(),
+                        "kube-system".to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())])),
+                    ..Default::default()
+                }),
+                ip_block: None,
+            }]),
+            ports: Some(vec![port("UDP"), port("TCP")]),
+        }]),
+        ingress: None,
+    }
+}
+
+/// CEL validations for the hardening checks PSS lacks, over every container of a Pod.
+fn validations(b: &CompiledBaseline) -> Vec<Validation> {
+    let s = &b.settings;
+    let mut v = Vec::new();
+    let all_containers = "object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : []) + (has(object.spec.ephemeralContainers) ? object.spec.ephemeralContainers : [])";
+    let windows = "(has(object.spec.os) && object.spec.os.name == 'windows')";
+    if s.read_only_root_filesystem {
+        v.push(Validation {
+            expression: format!("{windows} || ({all_containers}).all(c, has(c.securityContext) && has(c.securityContext.readOnlyRootFilesystem) && c.securityContext.readOnlyRootFilesystem == true)"),
+            message: Some("hardening.read-only-root-fs: every container must set securityContext.readOnlyRootFilesystem=true".into()),
+            reason: Some("Forbidden".into()),
+            message_expression: None,
+        });
+    }
+    if !s.allow_token_automount {
+        let declared: Vec<String> = b.declared_service_accounts.iter().map(|s| format!("'{s}'")).collect();
+        v.push(Validation {
+            expression: format!(
+                "(has(object.spec.serviceAccountName) && object.spec.serviceAccountName in [{}]) || (has(object.spec.automountServiceAccountToken) && object.spec.automountServiceAccountToken == false)",
+                declared.join(", ")
+            ),
+            message: Some("hardening.automount-token: set spec.automountServiceAccountToken=false (or declare the ServiceAccount in the baseline's spec.rbac.serviceAccounts)".into()),
+            reason: Some("Forbidden".into()),
+            message_expression: None,
+        });
+    }
+    if s.forbid_default_service_account {
+        v.push(Validation {
+            expression: "has(object.spec.serviceAccountName) && object.spec.serviceAccountName != '' && object.spec.serviceAccountName != 'default'".into(),
+            message: Some("hardening.default-service-account: set spec.serviceAccountName to a dedicated ServiceAccount".into()),
+            reason: Some("Forbidden".into()),
+            message_expression: None,
+        });
+    }
+    v
+}
+
+/// Binding scope: the baseline's namespaces (selector minus exclusions).
+fn namespace_scope(b: &CompiledBaseline) -> LabelSelector {
+    let mut sel = b.spec.namespace_selector.clone().unwrap_or_default();
+    if !b.excluded_namespaces.is_empty() {
+        sel.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
+            key: "kubernetes.io/metadata.name".into(),
+            operator: "NotIn".into(),
+            values: Some(b.excluded_namespaces.iter().cloned().collect()),
+        });
+    }
+    sel
+}
+
+fn pod_rules() -> MatchResources {
+    MatchResources {
+        resource_rules: Some(vec![NamedRuleWithOperations {
+            api_groups: Some(vec!["".into()]),
+            api_versions: Some(vec!["v1".into()]),
+            operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+            resources: Some(vec!["pods".into()]),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+/// The admission guards for the checks PSS lacks (only when the baseline enforces and asks for them).
+pub fn cluster_objects(b: &CompiledBaseline, owner: Option<&OwnerReference>) -> ClusterObjects {
+    let mut out = ClusterObjects::default();
+    if !b.settings.validating_admission_policy {
+        return out;
+    }
+    let base = format!("palisade-{}", b.name);
+    let checks = validations(b);
+    if !checks.is_empty() {
+        push_policy(&mut out, b, owner, &base, checks, namespace_scope(b), None);
+    }
+    if let (Some(sb), Some(_)) = (b.spec.pod_security.as_ref().and_then(|p| p.sandbox.as_ref()), &b.sandbox_selector) {
+        let names: Vec<String> = sb.runtime_class_names.iter().map(|n| format!("'{n}'")).collect();
+        let check = Validation {
+            expression: format!("has(object.spec.runtimeClassName) && object.spec.runtimeClassName in [{}]", names.join(", ")),
+            message: Some(format!(
+                "hardening.sandbox-runtime: untrusted pods must set spec.runtimeClassName to one of [{}]",
+                sb.runtime_class_names.join(", ")
+            )),
+            reason: Some("Forbidden".into()),
+            message_expression: None,
+        };
+        let name = format!("{base}-sandbox");
+        push_policy(&mut out, b, owner, &name, vec![check], namespace_scope(b), Some(sb.workload_selector.clone()));
+    }
+    out
+}
+
+fn push_policy(
+    out: &mut ClusterObjects,
+    b: &CompiledBaseline,
+    owner: Option<&OwnerReference>,
+    name: &str,
+    validations: Vec<Validation>,
+    namespaces: LabelSelector,
+    objects: Option<LabelSelector>,
+) {
+    out.admission_policies.push(ValidatingAdmissionPolicy {
+        metadata: meta(name, None, b, owner),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".into()),
+            match_constraints: Some(pod_rules()),
+            validations: Some(validations),
+            ..Default::default()
+        }),
+        status: None,
+    });
+    out.admission_bindings.push(ValidatingAdmissionPolicyBinding {
+        metadata: meta(name, None, b, owner),
+        spec: Some(ValidatingAdmissionPolicyBindingSpec {
+            policy_name: Some(name.to_string()),
+            validation_actions: Some(vec!["Deny".into()]),
+            match_resources: Some(MatchResources {
+                namespace_selector: Some(namespaces),
+                object_selector: objects,
+                ..Default::default()
+            }),
+            param_ref: None,
+        }),
+    });
+}

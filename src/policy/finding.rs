@@ -1,0 +1,101 @@
+//! What the engine reports: one `Finding` per broken rule per object and field.
+
+use super::rules::{Rule, Severity};
+use serde::Serialize;
+use std::fmt;
+
+/// The object a finding is about. Pod findings point at the owning workload, not each replica.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{}/{}", self.kind, ns, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+/// A rule broken at one field of one object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: Rule,
+    pub severity: Severity,
+    pub object: ObjectRef,
+    /// JSON-path-like location inside the object, e.g. `spec.template.spec.containers[1].securityContext.runAsNonRoot`.
+    pub field: String,
+    /// What is wrong and what to change.
+    pub message: String,
+    /// The PSS / CIS control the rule comes from.
+    pub reference: &'static str,
+    /// Where the finding came from on disk (offline audit only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+}
+
+/// File and document a manifest came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub file: String,
+    /// 0-based index of the YAML document in the file.
+    pub document: usize,
+    /// 1-based line where the document starts.
+    pub line: usize,
+}
+
+impl Finding {
+    pub fn new(rule: Rule, object: ObjectRef, field: String, message: String) -> Self {
+        Finding {
+            rule,
+            severity: rule.severity(),
+            object,
+            field,
+            message,
+            reference: rule.reference(),
+            source: None,
+        }
+    }
+
+    /// Sort key that makes reports deterministic.
+    pub fn sort_key(&self) -> (&ObjectRef, Rule, &str) {
+        (&self.object, self.rule, &self.field)
+    }
+}
+
+/// A rule violation before it is attached to an object: what checks produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: Rule,
+    pub field: String,
+    pub message: String,
+}
+
+impl Violation {
+    pub fn new(rule: Rule, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Violation {
+            rule,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn into_finding(self, object: &ObjectRef) -> Finding {
+        Finding::new(self.rule, object.clone(), self.field, self.message)
+    }
+}

@@ -1,0 +1,19 @@
+//! Every kind the engine reads, typed.
+
+use super::workload::Workload;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+
+/// One Kubernetes object Palisade evaluates.
+#[derive(Clone, Debug)]
+pub enum Object {
+    Workload(Box<Workload>),
+    Namespace(Namespace),
+    ServiceAccount(ServiceAccount),
+    NetworkPolicy(NetworkPolicy),
+    Role(Role),
+    ClusterRole(ClusterRole),
+    RoleBinding(RoleBinding),
+    ClusterRoleBinding(ClusterRoleBinding),
+}

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
     plural = "securitybaselines",
     shortname = "sb",
     category = "palisade",
+    doc = "A SecurityBaseline declares which namespaces it covers and the pod, network and RBAC posture they must have.",
     status = "SecurityBaselineStatus",
     printcolumn = r#"{"name":"Enforcement","type":"string","jsonPath":".spec.enforcement"}"#,
     printcolumn = r#"{"name":"Namespaces","type":"integer","jsonPath":".status.namespaces"}"#,

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "palisade", version, about = "Kubernetes security operator: defense in depth as a controller")]
+#[command(
+    name = "palisade",
+    version,
+    about = "Kubernetes security operator: defense in depth as a controller"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

@@ -78,7 +78,10 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>, diags: &mut Vec<
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            diags.push(file_error(&dir.to_string_lossy(), format!("cannot read directory: {e}")));
+            diags.push(file_error(
+                &dir.to_string_lossy(),
+                format!("cannot read directory: {e}"),
+            ));
             return;
         }
     };
@@ -119,14 +122,20 @@ fn load_file(path: &str, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
 /// Loads manifests from memory; `name` is used in sources and diagnostics.
 pub fn load_bytes(name: &str, bytes: &[u8], sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
     if bytes.contains(&0) {
-        diags.push(file_error(name, "binary data (NUL byte), not YAML or JSON".into()));
+        diags.push(file_error(
+            name,
+            "binary data (NUL byte), not YAML or JSON".into(),
+        ));
         return;
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => load_str(name, text, sink, diags),
         Err(e) => diags.push(file_error(
             name,
-            format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
         )),
     }
 }
@@ -151,15 +160,25 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
             || trimmed.starts_with("---\t")
             || trimmed == "...";
         if is_marker {
-            docs.push(Document { text: &text[start..offset], line: start_line });
+            docs.push(Document {
+                text: &text[start..offset],
+                line: start_line,
+            });
             // `--- {a: 1}` carries content on the marker line itself.
             let rest = trimmed.strip_prefix("---").unwrap_or("");
-            start = if rest.trim().is_empty() || trimmed == "..." { offset + line.len() } else { offset + 3 };
+            start = if rest.trim().is_empty() || trimmed == "..." {
+                offset + line.len()
+            } else {
+                offset + 3
+            };
             start_line = i + 2 - usize::from(start == offset + 3);
         }
         offset += line.len();
     }
-    docs.push(Document { text: &text[start..], line: start_line });
+    docs.push(Document {
+        text: &text[start..],
+        line: start_line,
+    });
     docs.retain(|d| !is_blank(d.text));
     docs
 }
@@ -174,7 +193,11 @@ fn is_blank(doc: &str) -> bool {
 /// Loads every document of a YAML/JSON stream.
 pub fn load_str(name: &str, text: &str, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
     for (index, doc) in split_documents(text).into_iter().enumerate() {
-        let source = Source { file: name.to_string(), document: index, line: doc.line };
+        let source = Source {
+            file: name.to_string(),
+            document: index,
+            line: doc.line,
+        };
         load_document(doc.text, &source, sink, diags);
     }
 }
@@ -241,15 +264,27 @@ fn typed<T: DeserializeOwned>(doc: &str, source: &Source) -> Result<T, Diagnosti
         let msg = inner.to_string();
         // serde_yaml_ng appends "at line X column Y" relative to the document; our line is absolute.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let message = if path == "." || path.is_empty() { msg } else { format!("{path}: {msg}") };
+        let message = if path == "." || path.is_empty() {
+            msg
+        } else {
+            format!("{path}: {msg}")
+        };
         doc_error(source, line, message)
     })
 }
 
-fn typed_value<T: DeserializeOwned>(v: serde_yaml_ng::Value, source: &Source, item: usize) -> Result<T, Diagnostic> {
+fn typed_value<T: DeserializeOwned>(
+    v: serde_yaml_ng::Value,
+    source: &Source,
+    item: usize,
+) -> Result<T, Diagnostic> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        doc_error(source, None, format!("items[{item}].{path}: {}", e.into_inner()))
+        doc_error(
+            source,
+            None,
+            format!("items[{item}].{path}: {}", e.into_inner()),
+        )
     })
 }
 
@@ -334,7 +369,12 @@ fn decode_text(d: Decoder, doc: &str, source: &Source) -> Result<Object, Diagnos
     Ok(decode_with!(d, typed(doc, source)))
 }
 
-fn decode_value(d: Decoder, value: serde_yaml_ng::Value, source: &Source, item: usize) -> Result<Object, Diagnostic> {
+fn decode_value(
+    d: Decoder,
+    value: serde_yaml_ng::Value,
+    source: &Source,
+    item: usize,
+) -> Result<Object, Diagnostic> {
     Ok(decode_with!(d, typed_value(value, source, item)))
 }
 
@@ -343,7 +383,11 @@ fn load_document(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Ve
         Ok(tm) => tm,
         Err(e) => {
             let msg = e.split(" at line ").next().unwrap_or(&e).to_string();
-            diags.push(doc_error(source, None, format!("not a Kubernetes object: {msg}")));
+            diags.push(doc_error(
+                source,
+                None,
+                format!("not a Kubernetes object: {msg}"),
+            ));
             return;
         }
     };
@@ -375,10 +419,18 @@ fn load_list(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Vec<Di
         Err(d) => return diags.push(d),
     };
     for (i, item) in list.items.into_iter().enumerate() {
-        let field = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let field = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         let Some(d) = decoder(&api_version, &kind) else {
-            diags.push(skipped(source, format!("items[{i}]: {api_version} {kind} is not a kind Palisade audits")));
+            diags.push(skipped(
+                source,
+                format!("items[{i}]: {api_version} {kind} is not a kind Palisade audits"),
+            ));
             continue;
         };
         match decode_value(d, item, source, i) {

@@ -193,3 +193,42 @@ fn pss_conformance() {
     );
     assert_eq!(correct, total);
 }
+
+/// Evaluates the fixtures round-robin 100k times at restricted/latest (a mix of passing and
+/// failing pods) and prints the rate. Only a loose bound is asserted: test builds are unoptimised.
+#[test]
+fn pss_throughput() {
+    let root = fixture_dir();
+    let mut pods: Vec<Pod> = Vec::new();
+    for dir in [
+        root.join("restricted/v1.37/pass"),
+        root.join("restricted/v1.37/fail"),
+    ] {
+        for file in yaml_files(&dir) {
+            let text = fs::read_to_string(&file).expect("readable fixture");
+            pods.push(serde_yaml_ng::from_str(&text).expect("fixture parses"));
+        }
+    }
+    if pods.is_empty() {
+        println!("PSS throughput: no fixtures under {}", root.display());
+        return;
+    }
+    let targets: Vec<PodTarget<'_>> = pods.iter().filter_map(PodTarget::from_pod).collect();
+    const N: usize = 100_000;
+    let mut out = Vec::new();
+    let mut violations = 0usize;
+    let start = std::time::Instant::now();
+    for i in 0..N {
+        out.clear();
+        check(
+            &targets[i % targets.len()],
+            Level::Restricted,
+            Version::Latest,
+            &mut out,
+        );
+        violations += out.len();
+    }
+    let elapsed = start.elapsed();
+    println!("PSS throughput: {N} pods in {elapsed:?} ({violations} violations)");
+    assert!(elapsed.as_secs() < 10, "far too slow: {elapsed:?}");
+}

@@ -42,7 +42,11 @@ pub fn run(args: AuditArgs) -> ExitCode {
     let mut auditor = Auditor::new(&baseline);
     let mut diags = Vec::new();
     for path in &args.paths {
-        manifest::load_path(path, &mut |obj, src| auditor.add(obj, Some(&src)), &mut diags);
+        manifest::load_path(
+            path,
+            &mut |obj, src| auditor.add(obj, Some(&src)),
+            &mut diags,
+        );
     }
     let report = auditor.finish();
     print!("{}", report::render(args.format, &report, &diags));

@@ -7,11 +7,13 @@ use palisade::policy::pss::Level;
 
 /// The baseline used when none is given: restricted PSS, hardening, RBAC and network audit.
 pub fn default_baseline() -> SecurityBaseline {
-    let mut spec = SecurityBaselineSpec::default();
-    spec.pod_security = Some(palisade::crd::PodSecuritySpec {
-        level: Some(Level::Restricted),
+    let spec = SecurityBaselineSpec {
+        pod_security: Some(palisade::crd::PodSecuritySpec {
+            level: Some(Level::Restricted),
+            ..Default::default()
+        }),
         ..Default::default()
-    });
+    };
     SecurityBaseline::new("default", spec)
 }
 
@@ -24,8 +26,13 @@ pub fn load(path: Option<&str>, now: Timestamp) -> Result<CompiledBaseline, Stri
             parse(p, &text)?
         }
     };
-    let name = baseline.metadata.name.clone().unwrap_or_else(|| "baseline".into());
-    CompiledBaseline::compile(&name, &baseline.spec, now).map_err(|e| format!("{}: {e}", path.unwrap_or("default baseline")))
+    let name = baseline
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "baseline".into());
+    CompiledBaseline::compile(&name, &baseline.spec, now)
+        .map_err(|e| format!("{}: {e}", path.unwrap_or("default baseline")))
 }
 
 fn parse(path: &str, text: &str) -> Result<SecurityBaseline, String> {
@@ -35,7 +42,9 @@ fn parse(path: &str, text: &str) -> Result<SecurityBaseline, String> {
         format!("{path}: {field}: {}", e.into_inner())
     })?;
     if b.metadata.name.as_deref().unwrap_or("").is_empty() {
-        return Err(format!("{path}: metadata.name: a SecurityBaseline needs a name"));
+        return Err(format!(
+            "{path}: metadata.name: a SecurityBaseline needs a name"
+        ));
     }
     Ok(b)
 }

@@ -30,7 +30,10 @@ fn to_yaml<T: Serialize>(api_version: &str, kind: &str, obj: &T) -> String {
         ordered.extend(std::mem::take(m));
         v = serde_json::Value::Object(ordered);
     }
-    format!("---\n{}", serde_yaml_ng::to_string(&v).expect("JSON values always serialize"))
+    format!(
+        "---\n{}",
+        serde_yaml_ng::to_string(&v).expect("JSON values always serialize")
+    )
 }
 
 pub fn run(args: GenerateArgs) -> ExitCode {
@@ -48,13 +51,19 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             path,
             &mut |obj, _| {
                 if let Object::Namespace(ns) = obj {
-                    namespaces.insert(ns.metadata.name.unwrap_or_default(), ns.metadata.labels.unwrap_or_default());
+                    namespaces.insert(
+                        ns.metadata.name.unwrap_or_default(),
+                        ns.metadata.labels.unwrap_or_default(),
+                    );
                 }
             },
             &mut diags,
         );
     }
-    let errors: Vec<_> = diags.iter().filter(|d| d.severity == InputSeverity::Error).collect();
+    let errors: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == InputSeverity::Error)
+        .collect();
     for d in &errors {
         eprintln!("{d}");
     }
@@ -77,7 +86,8 @@ pub fn run(args: GenerateArgs) -> ExitCode {
     for ns in &selected {
         let objs = desired::namespace_objects(ns, &baseline, None);
         if !objs.namespace_labels.is_empty() {
-            let patch = serde_json::json!({"metadata": {"name": ns, "labels": objs.namespace_labels}});
+            let patch =
+                serde_json::json!({"metadata": {"name": ns, "labels": objs.namespace_labels}});
             out.push_str(&to_yaml("v1", "Namespace", &patch));
         }
         for np in &objs.network_policies {
@@ -92,10 +102,18 @@ pub fn run(args: GenerateArgs) -> ExitCode {
     }
     let cluster = desired::cluster_objects(&baseline, None);
     for p in &cluster.admission_policies {
-        out.push_str(&to_yaml("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", p));
+        out.push_str(&to_yaml(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicy",
+            p,
+        ));
     }
     for b in &cluster.admission_bindings {
-        out.push_str(&to_yaml("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", b));
+        out.push_str(&to_yaml(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicyBinding",
+            b,
+        ));
     }
     print!("{out}");
     ExitCode::SUCCESS

@@ -41,7 +41,10 @@ pub struct AuditReport {
 
 impl AuditReport {
     pub fn count_at_least(&self, severity: Severity) -> usize {
-        self.findings.iter().filter(|f| f.severity >= severity).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity >= severity)
+            .count()
     }
 
     pub fn by_severity(&self) -> BTreeMap<Severity, usize> {
@@ -65,6 +68,8 @@ pub struct Auditor<'b> {
     /// Namespaces seen: labels when a Namespace object was seen, otherwise none.
     namespaces: BTreeMap<String, Option<BTreeMap<String, String>>>,
     policies: HashMap<String, Vec<PolicySummary>>,
+    /// Where non-workload objects came from, for findings made after the stream ends.
+    sources: HashMap<ObjectRef, Source>,
     roles: Vec<Role>,
     cluster_roles: Vec<ClusterRole>,
     role_bindings: Vec<RoleBinding>,
@@ -82,6 +87,7 @@ impl<'b> Auditor<'b> {
             service_accounts: HashMap::new(),
             namespaces: BTreeMap::new(),
             policies: HashMap::new(),
+            sources: HashMap::new(),
             roles: Vec::new(),
             cluster_roles: Vec::new(),
             role_bindings: Vec::new(),
@@ -93,6 +99,9 @@ impl<'b> Auditor<'b> {
     pub fn add(&mut self, object: Object, source: Option<&Source>) {
         self.objects += 1;
         let before = self.findings.len();
+        if let (Some(src), Some(r)) = (source, joined_ref(&object)) {
+            self.sources.insert(r, src.clone());
+        }
         match object {
             Object::Workload(w) => self.workload(&w, source),
             Object::Namespace(ns) => self.namespace(ns),
@@ -102,10 +111,17 @@ impl<'b> Auditor<'b> {
                 self.saw_namespace(&ns);
                 let mut out = Vec::new();
                 network::allow_all_rules(&np, &mut out);
-                let object = ObjectRef::new("NetworkPolicy", Some(&ns), np.metadata.name.as_deref().unwrap_or(""));
+                let object = ObjectRef::new(
+                    "NetworkPolicy",
+                    Some(&ns),
+                    np.metadata.name.as_deref().unwrap_or(""),
+                );
                 let labels = np.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
                 self.push_violations(out, &object, labels);
-                self.policies.entry(ns).or_default().push(network::summarize(&np));
+                self.policies
+                    .entry(ns)
+                    .or_default()
+                    .push(network::summarize(&np));
             }
             Object::Role(r) => {
                 if let Some(ns) = &r.metadata.namespace {
@@ -172,7 +188,9 @@ impl<'b> Auditor<'b> {
             Automount::Mounted(v) => (None, v),
             Automount::DependsOnServiceAccount(sa, v) => (Some(sa), v),
         };
-        let Some(finding) = self.exempt_or_keep(violation, &object, pod.labels) else { return };
+        let Some(finding) = self.exempt_or_keep(violation, &object, pod.labels) else {
+            return;
+        };
         let mut finding = finding;
         finding.source = source.cloned();
         match sa {
@@ -203,7 +221,12 @@ impl<'b> Auditor<'b> {
         Some(v.into_finding(object))
     }
 
-    fn push_violations(&mut self, vs: Vec<Violation>, object: &ObjectRef, labels: &BTreeMap<String, String>) {
+    fn push_violations(
+        &mut self,
+        vs: Vec<Violation>,
+        object: &ObjectRef,
+        labels: &BTreeMap<String, String>,
+    ) {
         for v in vs {
             if let Some(f) = self.exempt_or_keep(v, object, labels) {
                 self.findings.push(f);
@@ -254,6 +277,9 @@ impl<'b> Auditor<'b> {
             .filter(|f| f.object.namespace.as_deref().is_none_or(is_covered))
             .collect();
         findings.extend(self.baseline.own_findings.iter().cloned());
+        for f in findings.iter_mut().filter(|f| f.source.is_none()) {
+            f.source = self.sources.get(&f.object).cloned();
+        }
         findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         AuditReport {
             findings,
@@ -270,7 +296,8 @@ impl<'b> Auditor<'b> {
         }
         for ns in covered {
             let none = Vec::new();
-            let missing = network::missing_default_deny(&wanted, self.policies.get(ns).unwrap_or(&none));
+            let missing =
+                network::missing_default_deny(&wanted, self.policies.get(ns).unwrap_or(&none));
             if missing.is_empty() {
                 continue;
             }
@@ -284,9 +311,18 @@ impl<'b> Auditor<'b> {
                     dirs.join(", ")
                 ),
             );
-            let labels = self.namespaces.get(ns).cloned().flatten().unwrap_or_default();
+            let labels = self
+                .namespaces
+                .get(ns)
+                .cloned()
+                .flatten()
+                .unwrap_or_default();
             let object = ObjectRef::new("Namespace", None, ns);
-            let subject = Subject { namespace: Some(ns), name: ns, labels: &labels };
+            let subject = Subject {
+                namespace: Some(ns),
+                name: ns,
+                labels: &labels,
+            };
             if self.baseline.exemption_for(v.rule, &subject).is_some() {
                 self.exempted += 1;
             } else {
@@ -323,4 +359,21 @@ impl<'b> Auditor<'b> {
             }
         }
     }
+}
+
+/// The reference of an object whose findings are made at the end (joins), if any.
+fn joined_ref(object: &Object) -> Option<ObjectRef> {
+    let (kind, meta) = match object {
+        Object::Workload(_) | Object::ServiceAccount(_) | Object::NetworkPolicy(_) => return None,
+        Object::Namespace(o) => ("Namespace", &o.metadata),
+        Object::Role(o) => ("Role", &o.metadata),
+        Object::ClusterRole(o) => ("ClusterRole", &o.metadata),
+        Object::RoleBinding(o) => ("RoleBinding", &o.metadata),
+        Object::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
+    };
+    Some(ObjectRef::new(
+        kind,
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or(""),
+    ))
 }

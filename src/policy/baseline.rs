@@ -51,7 +51,10 @@ impl ActiveExemption {
                     .namespace
                     .is_some_and(|ns| self.namespaces.contains(ns)))
             && (self.names.is_empty() || self.names.contains(subject.name))
-            && self.selector.as_ref().is_none_or(|s| s.matches(subject.labels))
+            && self
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.matches(subject.labels))
     }
 }
 
@@ -102,7 +105,11 @@ impl CompiledBaseline {
             None => None,
         };
         if let Some(net) = &spec.network {
-            if let Some(i) = net.allow.iter().position(|a| a.from.is_empty() && a.to.is_empty()) {
+            if let Some(i) = net
+                .allow
+                .iter()
+                .position(|a| a.from.is_empty() && a.to.is_empty())
+            {
                 return Err(BaselineError::AllowWithoutPeers(i));
             }
         }

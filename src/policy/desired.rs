@@ -50,16 +50,30 @@ fn labels(baseline: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn meta(name: &str, namespace: Option<&str>, b: &CompiledBaseline, owner: Option<&OwnerReference>) -> ObjectMeta {
+fn meta(
+    name: &str,
+    namespace: Option<&str>,
+    b: &CompiledBaseline,
+    owner: Option<&OwnerReference>,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
         labels: Some(labels(&b.name)),
         // GitOps tools must neither prune nor flag objects that no repository declares.
         annotations: Some(BTreeMap::from([
-            ("argocd.argoproj.io/compare-options".to_string(), "IgnoreExtraneous".to_string()),
-            ("argocd.argoproj.io/sync-options".to_string(), "Prune=false".to_string()),
-            ("kustomize.toolkit.fluxcd.io/prune".to_string(), "disabled".to_string()),
+            (
+                "argocd.argoproj.io/compare-options".to_string(),
+                "IgnoreExtraneous".to_string(),
+            ),
+            (
+                "argocd.argoproj.io/sync-options".to_string(),
+                "Prune=false".to_string(),
+            ),
+            (
+                "kustomize.toolkit.fluxcd.io/prune".to_string(),
+                "disabled".to_string(),
+            ),
         ])),
         owner_references: owner.map(|o| vec![o.clone()]),
         ..Default::default()
@@ -71,11 +85,18 @@ fn select_all() -> LabelSelector {
 }
 
 fn policy(meta: ObjectMeta, spec: NetworkPolicySpec) -> NetworkPolicy {
-    NetworkPolicy { metadata: meta, spec: Some(spec) }
+    NetworkPolicy {
+        metadata: meta,
+        spec: Some(spec),
+    }
 }
 
 /// The objects `baseline` wants in namespace `ns`.
-pub fn namespace_objects(ns: &str, b: &CompiledBaseline, owner: Option<&OwnerReference>) -> NamespaceObjects {
+pub fn namespace_objects(
+    ns: &str,
+    b: &CompiledBaseline,
+    owner: Option<&OwnerReference>,
+) -> NamespaceObjects {
     let s = &b.settings;
     let mut out = NamespaceObjects::default();
     let m = |name: &str| meta(name, Some(ns), b, owner);
@@ -85,25 +106,47 @@ pub fn namespace_objects(ns: &str, b: &CompiledBaseline, owner: Option<&OwnerRef
             m("palisade-default-deny"),
             NetworkPolicySpec {
                 pod_selector: Some(select_all()),
-                policy_types: Some(s.default_deny.iter().map(|d| d.as_str().to_string()).collect()),
+                policy_types: Some(
+                    s.default_deny
+                        .iter()
+                        .map(|d| d.as_str().to_string())
+                        .collect(),
+                ),
                 ..Default::default()
             },
         ));
     }
     if s.allow_dns && deny_egress {
-        out.network_policies.push(policy(m("palisade-allow-dns"), dns_spec()));
+        out.network_policies
+            .push(policy(m("palisade-allow-dns"), dns_spec()));
     }
     if s.allow_same_namespace && !s.default_deny.is_empty() {
-        let same = vec![NetworkPolicyPeer { pod_selector: Some(select_all()), ..Default::default() }];
+        let same = vec![NetworkPolicyPeer {
+            pod_selector: Some(select_all()),
+            ..Default::default()
+        }];
         out.network_policies.push(policy(
             m("palisade-allow-same-namespace"),
             NetworkPolicySpec {
                 pod_selector: Some(select_all()),
-                policy_types: Some(s.default_deny.iter().map(|d| d.as_str().to_string()).collect()),
+                policy_types: Some(
+                    s.default_deny
+                        .iter()
+                        .map(|d| d.as_str().to_string())
+                        .collect(),
+                ),
                 ingress: s.default_deny.contains(&Direction::Ingress).then(|| {
-                    vec![NetworkPolicyIngressRule { from: Some(same.clone()), ports: None }]
+                    vec![NetworkPolicyIngressRule {
+                        from: Some(same.clone()),
+                        ports: None,
+                    }]
                 }),
-                egress: deny_egress.then(|| vec![NetworkPolicyEgressRule { to: Some(same.clone()), ports: None }]),
+                egress: deny_egress.then(|| {
+                    vec![NetworkPolicyEgressRule {
+                        to: Some(same.clone()),
+                        ports: None,
+                    }]
+                }),
             },
         ));
     }
@@ -122,16 +165,26 @@ pub fn namespace_objects(ns: &str, b: &CompiledBaseline, owner: Option<&OwnerRef
                 pod_selector: Some(rule.pod_selector.clone()),
                 policy_types: Some(types),
                 ingress: (!rule.from.is_empty()).then(|| {
-                    vec![NetworkPolicyIngressRule { from: Some(rule.from.clone()), ports: ports.clone() }]
+                    vec![NetworkPolicyIngressRule {
+                        from: Some(rule.from.clone()),
+                        ports: ports.clone(),
+                    }]
                 }),
-                egress: (!rule.to.is_empty())
-                    .then(|| vec![NetworkPolicyEgressRule { to: Some(rule.to.clone()), ports: ports.clone() }]),
+                egress: (!rule.to.is_empty()).then(|| {
+                    vec![NetworkPolicyEgressRule {
+                        to: Some(rule.to.clone()),
+                        ports: ports.clone(),
+                    }]
+                }),
             },
         ));
     }
     for sa in b.spec.rbac.iter().flat_map(|r| r.service_accounts.iter()) {
         let name = format!("palisade-{}", sa.name);
-        out.roles.push(Role { metadata: m(&name), rules: Some(sa.rules.clone()) });
+        out.roles.push(Role {
+            metadata: m(&name),
+            rules: Some(sa.rules.clone()),
+        });
         out.role_bindings.push(RoleBinding {
             metadata: m(&name),
             role_ref: RoleRef {
@@ -149,9 +202,14 @@ pub fn namespace_objects(ns: &str, b: &CompiledBaseline, owner: Option<&OwnerRef
     }
     if s.psa_namespace_labels && s.level != Level::Privileged {
         for mode in ["enforce", "warn", "audit"] {
-            out.namespace_labels.insert(format!("pod-security.kubernetes.io/{mode}"), s.level.to_string());
-            out.namespace_labels
-                .insert(format!("pod-security.kubernetes.io/{mode}-version"), s.version.to_string());
+            out.namespace_labels.insert(
+                format!("pod-security.kubernetes.io/{mode}"),
+                s.level.to_string(),
+            );
+            out.namespace_labels.insert(
+                format!("pod-security.kubernetes.io/{mode}-version"),
+                s.version.to_string(),
+            );
         }
     }
     out
@@ -176,7 +234,10 @@ fn dns_spec() -> NetworkPolicySpec {
                     ..Default::default()
                 }),
                 pod_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())])),
+                    match_labels: Some(BTreeMap::from([(
+                        "k8s-app".to_string(),
+                        "kube-dns".to_string(),
+                    )])),
                     ..Default::default()
                 }),
                 ip_block: None,
@@ -202,7 +263,11 @@ fn validations(b: &CompiledBaseline) -> Vec<Validation> {
         });
     }
     if !s.allow_token_automount {
-        let declared: Vec<String> = b.declared_service_accounts.iter().map(|s| format!("'{s}'")).collect();
+        let declared: Vec<String> = b
+            .declared_service_accounts
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect();
         v.push(Validation {
             expression: format!(
                 "(has(object.spec.serviceAccountName) && object.spec.serviceAccountName in [{}]) || (has(object.spec.automountServiceAccountToken) && object.spec.automountServiceAccountToken == false)",
@@ -228,11 +293,13 @@ fn validations(b: &CompiledBaseline) -> Vec<Validation> {
 fn namespace_scope(b: &CompiledBaseline) -> LabelSelector {
     let mut sel = b.spec.namespace_selector.clone().unwrap_or_default();
     if !b.excluded_namespaces.is_empty() {
-        sel.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
-            key: "kubernetes.io/metadata.name".into(),
-            operator: "NotIn".into(),
-            values: Some(b.excluded_namespaces.iter().cloned().collect()),
-        });
+        sel.match_expressions
+            .get_or_insert_with(Vec::new)
+            .push(LabelSelectorRequirement {
+                key: "kubernetes.io/metadata.name".into(),
+                operator: "NotIn".into(),
+                values: Some(b.excluded_namespaces.iter().cloned().collect()),
+            });
     }
     sel
 }
@@ -261,8 +328,18 @@ pub fn cluster_objects(b: &CompiledBaseline, owner: Option<&OwnerReference>) -> 
     if !checks.is_empty() {
         push_policy(&mut out, b, owner, &base, checks, namespace_scope(b), None);
     }
-    if let (Some(sb), Some(_)) = (b.spec.pod_security.as_ref().and_then(|p| p.sandbox.as_ref()), &b.sandbox_selector) {
-        let names: Vec<String> = sb.runtime_class_names.iter().map(|n| format!("'{n}'")).collect();
+    if let (Some(sb), Some(_)) = (
+        b.spec
+            .pod_security
+            .as_ref()
+            .and_then(|p| p.sandbox.as_ref()),
+        &b.sandbox_selector,
+    ) {
+        let names: Vec<String> = sb
+            .runtime_class_names
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect();
         let check = Validation {
             expression: format!("has(object.spec.runtimeClassName) && object.spec.runtimeClassName in [{}]", names.join(", ")),
             message: Some(format!(
@@ -273,7 +350,15 @@ pub fn cluster_objects(b: &CompiledBaseline, owner: Option<&OwnerReference>) -> 
             message_expression: None,
         };
         let name = format!("{base}-sandbox");
-        push_policy(&mut out, b, owner, &name, vec![check], namespace_scope(b), Some(sb.workload_selector.clone()));
+        push_policy(
+            &mut out,
+            b,
+            owner,
+            &name,
+            vec![check],
+            namespace_scope(b),
+            Some(sb.workload_selector.clone()),
+        );
     }
     out
 }
@@ -297,17 +382,18 @@ fn push_policy(
         }),
         status: None,
     });
-    out.admission_bindings.push(ValidatingAdmissionPolicyBinding {
-        metadata: meta(name, None, b, owner),
-        spec: Some(ValidatingAdmissionPolicyBindingSpec {
-            policy_name: Some(name.to_string()),
-            validation_actions: Some(vec!["Deny".into()]),
-            match_resources: Some(MatchResources {
-                namespace_selector: Some(namespaces),
-                object_selector: objects,
-                ..Default::default()
+    out.admission_bindings
+        .push(ValidatingAdmissionPolicyBinding {
+            metadata: meta(name, None, b, owner),
+            spec: Some(ValidatingAdmissionPolicyBindingSpec {
+                policy_name: Some(name.to_string()),
+                validation_actions: Some(vec!["Deny".into()]),
+                match_resources: Some(MatchResources {
+                    namespace_selector: Some(namespaces),
+                    object_selector: objects,
+                    ..Default::default()
+                }),
+                param_ref: None,
             }),
-            param_ref: None,
-        }),
-    });
+        });
 }

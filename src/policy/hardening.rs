@@ -34,7 +34,11 @@ fn is_windows(pod: &PodTarget<'_>) -> bool {
 }
 
 /// Appends hardening violations that the pod alone decides, and returns the automount verdict.
-pub fn check(pod: &PodTarget<'_>, baseline: &CompiledBaseline, out: &mut Vec<Violation>) -> Automount {
+pub fn check(
+    pod: &PodTarget<'_>,
+    baseline: &CompiledBaseline,
+    out: &mut Vec<Violation>,
+) -> Automount {
     let s = &baseline.settings;
     if s.read_only_root_filesystem && !is_windows(pod) {
         read_only_root_fs(pod, out);
@@ -76,13 +80,38 @@ pub fn check(pod: &PodTarget<'_>, baseline: &CompiledBaseline, out: &mut Vec<Vio
 
 fn read_only_root_fs(pod: &PodTarget<'_>, out: &mut Vec<Violation>) {
     let groups = [
-        ("containers", pod.spec.containers.iter().map(|c| (&c.name, &c.security_context)).collect::<Vec<_>>()),
-        ("initContainers", pod.spec.init_containers.iter().flatten().map(|c| (&c.name, &c.security_context)).collect()),
-        ("ephemeralContainers", pod.spec.ephemeral_containers.iter().flatten().map(|c| (&c.name, &c.security_context)).collect()),
+        (
+            "containers",
+            pod.spec
+                .containers
+                .iter()
+                .map(|c| (&c.name, &c.security_context))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "initContainers",
+            pod.spec
+                .init_containers
+                .iter()
+                .flatten()
+                .map(|c| (&c.name, &c.security_context))
+                .collect(),
+        ),
+        (
+            "ephemeralContainers",
+            pod.spec
+                .ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| (&c.name, &c.security_context))
+                .collect(),
+        ),
     ];
     for (group, containers) in groups {
         for (i, (name, sc)) in containers.into_iter().enumerate() {
-            let ro = sc.as_ref().and_then(|sc: &SecurityContext| sc.read_only_root_filesystem);
+            let ro = sc
+                .as_ref()
+                .and_then(|sc: &SecurityContext| sc.read_only_root_filesystem);
             if ro != Some(true) {
                 out.push(Violation::new(
                     Rule::ReadOnlyRootFs,

@@ -14,7 +14,9 @@ pub struct PolicySummary {
 }
 
 fn directions(np: &NetworkPolicy) -> (bool, bool) {
-    let Some(spec) = &np.spec else { return (false, false) };
+    let Some(spec) = &np.spec else {
+        return (false, false);
+    };
     match &spec.policy_types {
         Some(types) => (
             types.iter().any(|t| t == "Ingress"),
@@ -27,14 +29,18 @@ fn directions(np: &NetworkPolicy) -> (bool, bool) {
 
 /// Summarises a policy for the default-deny check.
 pub fn summarize(np: &NetworkPolicy) -> PolicySummary {
-    let Some(spec) = &np.spec else { return PolicySummary::default() };
+    let Some(spec) = &np.spec else {
+        return PolicySummary::default();
+    };
     let selects_all = spec.pod_selector.as_ref().is_none_or(|s| {
         s.match_labels.as_ref().is_none_or(|m| m.is_empty())
             && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
     });
     let (ingress, egress) = directions(np);
     PolicySummary {
-        denies_ingress: selects_all && ingress && spec.ingress.as_ref().is_none_or(|r| r.is_empty()),
+        denies_ingress: selects_all
+            && ingress
+            && spec.ingress.as_ref().is_none_or(|r| r.is_empty()),
         denies_egress: selects_all && egress && spec.egress.as_ref().is_none_or(|r| r.is_empty()),
     }
 }
@@ -71,7 +77,10 @@ fn peer_is_everyone(p: &NetworkPolicyPeer) -> bool {
     empty(&p.namespace_selector) && (p.pod_selector.is_none() || empty(&p.pod_selector))
 }
 
-fn opens_everything(peers: Option<&Vec<NetworkPolicyPeer>>, ports: Option<&Vec<NetworkPolicyPort>>) -> bool {
+fn opens_everything(
+    peers: Option<&Vec<NetworkPolicyPeer>>,
+    ports: Option<&Vec<NetworkPolicyPort>>,
+) -> bool {
     let any_port = ports.is_none_or(|p| p.is_empty());
     let any_peer = peers.is_none_or(|p| p.is_empty() || p.iter().any(peer_is_everyone));
     any_port && any_peer
@@ -158,6 +167,9 @@ spec:
         let mut out = vec![];
         allow_all_rules(&p, &mut out);
         let fields: Vec<&str> = out.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["spec.ingress[0]", "spec.ingress[2]", "spec.egress[0]"]);
+        assert_eq!(
+            fields,
+            ["spec.ingress[0]", "spec.ingress[2]", "spec.egress[0]"]
+        );
     }
 }

@@ -147,6 +147,21 @@ impl fmt::Display for Rule {
     }
 }
 
+impl schemars::JsonSchema for Rule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rule".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let ids: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
+        schemars::json_schema!({
+            "description": "A Palisade rule id.",
+            "type": "string",
+            "enum": ids,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,20 +182,5 @@ mod tests {
         assert!(Severity::Info < Severity::Critical);
         assert_eq!(Severity::parse("high"), Some(Severity::High));
         assert_eq!(Severity::parse("urgent"), None);
-    }
-}
-
-impl schemars::JsonSchema for Rule {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Rule".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let ids: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
-        schemars::json_schema!({
-            "description": "A Palisade rule id.",
-            "type": "string",
-            "enum": ids,
-        })
     }
 }

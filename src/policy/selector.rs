@@ -39,21 +39,10 @@ impl Selector {
         }
         for (index, e) in sel.match_expressions.iter().flatten().enumerate() {
             let values = e.values.clone().unwrap_or_default();
-            let needs_values = matches!(e.operator.as_str(), "In" | "NotIn");
-            if needs_values == values.is_empty() {
-                let problem = if needs_values {
-                    format!("operator {} needs at least one value", e.operator)
-                } else {
-                    format!("operator {} takes no values", e.operator)
-                };
-                return Err(InvalidSelector { index, problem });
-            }
             let key = e.key.clone();
-            requirements.push(match e.operator.as_str() {
-                "In" => Requirement::In(key, values),
-                "NotIn" => Requirement::NotIn(key, values),
-                "Exists" => Requirement::Exists(key),
-                "DoesNotExist" => Requirement::DoesNotExist(key),
+            let needs_values = match e.operator.as_str() {
+                "In" | "NotIn" => true,
+                "Exists" | "DoesNotExist" => false,
                 other => {
                     return Err(InvalidSelector {
                         index,
@@ -62,6 +51,20 @@ impl Selector {
                         ),
                     })
                 }
+            };
+            if needs_values == values.is_empty() {
+                let problem = if needs_values {
+                    format!("operator {} needs at least one value", e.operator)
+                } else {
+                    format!("operator {} takes no values", e.operator)
+                };
+                return Err(InvalidSelector { index, problem });
+            }
+            requirements.push(match e.operator.as_str() {
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                _ => Requirement::DoesNotExist(key),
             });
         }
         Ok(Selector { requirements })
@@ -122,8 +125,16 @@ mod tests {
         let s = Selector::compile(&sel).unwrap();
         assert!(s.matches(&labels(&[("team", "payments"), ("tier", "db")])));
         assert!(!s.matches(&labels(&[("team", "payments"), ("tier", "web")])));
-        assert!(!s.matches(&labels(&[("team", "payments"), ("tier", "db"), ("legacy", "")])));
-        assert!(!s.matches(&labels(&[("team", "payments"), ("tier", "db"), ("env", "dev")])));
+        assert!(!s.matches(&labels(&[
+            ("team", "payments"),
+            ("tier", "db"),
+            ("legacy", "")
+        ])));
+        assert!(!s.matches(&labels(&[
+            ("team", "payments"),
+            ("tier", "db"),
+            ("env", "dev")
+        ])));
         assert!(!s.matches(&labels(&[("tier", "db")])));
     }
 

@@ -8,6 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
 /// An object that owns pods, typed.
+// Pods are larger than templates (status); `Object` boxes the whole enum, so no per-variant box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Workload {
     Pod(Pod),

@@ -28,8 +28,15 @@ pub fn render(report: &AuditReport, diags: &[Diagnostic]) -> String {
         let line = |cells: [&str; 5]| {
             format!(
                 "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}\n",
-                cells[0], cells[1], cells[2], cells[3], cells[4],
-                w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
             )
         };
         out.push_str(&line(header));
@@ -52,7 +59,11 @@ pub fn render(report: &AuditReport, diags: &[Diagnostic]) -> String {
         "{} objects audited, {} findings{}, {} exempted",
         report.objects,
         report.findings.len(),
-        if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) },
+        if by.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by.join(", "))
+        },
         report.exempted
     );
     out

@@ -117,7 +117,13 @@ impl<'a> Aggregation<'a> {
     }
 }
 
-type RuleKey<'a> = (&'a [String], &'a [String], &'a [String], &'a [String], &'a [String]);
+type RuleKey<'a> = (
+    &'a [String],
+    &'a [String],
+    &'a [String],
+    &'a [String],
+    &'a [String],
+);
 
 /// Nil and empty lists compare equal, as in the controller's semantic equality.
 fn key(r: &PolicyRule) -> RuleKey<'_> {
@@ -146,17 +152,18 @@ fn resolve<'a>(
     let mut rules = Vec::new();
     let mut seen = BTreeSet::new();
     for &src in sources.get(me).map(Vec::as_slice).unwrap_or_default() {
-        let contributed: Vec<Sourced<'a>> = if stored(src).is_empty() && sources.contains_key(name(src)) {
-            resolve(name(src), sources, memo)
-        } else {
-            stored(src)
-                .iter()
-                .map(|rule| Sourced {
-                    rule,
-                    from: Some(name(src)),
-                })
-                .collect()
-        };
+        let contributed: Vec<Sourced<'a>> =
+            if stored(src).is_empty() && sources.contains_key(name(src)) {
+                resolve(name(src), sources, memo)
+            } else {
+                stored(src)
+                    .iter()
+                    .map(|rule| Sourced {
+                        rule,
+                        from: Some(name(src)),
+                    })
+                    .collect()
+            };
         for s in contributed {
             if seen.insert(key(s.rule)) {
                 rules.push(s);

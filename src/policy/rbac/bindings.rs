@@ -73,7 +73,9 @@ impl<'a> Binding<'a> {
     /// RoleBinding lives in the binding's namespace, as the authorizer reads it.
     pub fn subject_label(&self, s: &Subject) -> String {
         match (s.kind.as_str(), s.namespace.as_deref().or(self.namespace)) {
-            ("ServiceAccount", Some(ns)) if !ns.is_empty() => format!("ServiceAccount {ns}/{}", s.name),
+            ("ServiceAccount", Some(ns)) if !ns.is_empty() => {
+                format!("ServiceAccount {ns}/{}", s.name)
+            }
             (kind, _) => format!("{kind} {}", s.name),
         }
     }
@@ -83,7 +85,11 @@ impl<'a> Binding<'a> {
         if self.subjects.is_empty() {
             return "no subject".to_string();
         }
-        let labels: Vec<String> = self.subjects.iter().map(|s| self.subject_label(s)).collect();
+        let labels: Vec<String> = self
+            .subjects
+            .iter()
+            .map(|s| self.subject_label(s))
+            .collect();
         bounded(labels.iter().map(String::as_str), MAX_LISTED)
     }
 

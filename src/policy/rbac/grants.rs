@@ -20,7 +20,7 @@ const CERTS: &str = "certificates.k8s.io";
 const ADMISSION: &str = "admissionregistration.k8s.io";
 
 /// How far a grant reaches, which decides whether cluster-scoped resources count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Reach {
     /// A ClusterRole on its own (it may be bound cluster-wide), or one bound by a ClusterRoleBinding.
     Cluster,
@@ -354,7 +354,12 @@ fn describe(rule: &PolicyRule, with_urls: bool) -> String {
 }
 
 /// `get,list on secrets; create on pods, deployments.apps` when the rule hits the check.
-fn match_check(check: &Check, rule: &PolicyRule, explicit: &[&str], reach: Reach) -> Option<String> {
+fn match_check(
+    check: &Check,
+    rule: &PolicyRule,
+    explicit: &[&str],
+    reach: Reach,
+) -> Option<String> {
     let groups = list(&rule.api_groups);
     // (verbs, resources) in the rule's order, merged by verbs.
     let mut parts: Vec<(String, Vec<String>)> = Vec::new();
@@ -453,7 +458,12 @@ mod tests {
         assert_eq!((g.rule, g.field), (Rule::Wildcard, Some("apiGroups")));
 
         // Near miss: explicit everything.
-        assert!(fires(&pr(&["", "apps"], &["configmaps", "deployments"], &["get", "list"])).is_empty());
+        assert!(fires(&pr(
+            &["", "apps"],
+            &["configmaps", "deployments"],
+            &["get", "list"]
+        ))
+        .is_empty());
     }
 
     #[test]
@@ -490,10 +500,17 @@ mod tests {
 
     #[test]
     fn secrets_access() {
-        let g = only(&pr(&[""], &["secrets", "configmaps"], &["get", "list", "create"]));
+        let g = only(&pr(
+            &[""],
+            &["secrets", "configmaps"],
+            &["get", "list", "create"],
+        ));
         assert_eq!((g.rule, g.field), (Rule::SecretsAccess, Some("verbs")));
         assert_eq!(g.what, "get,list on secrets");
-        assert_eq!(fires(&pr(&["*"], &["secrets"], &["watch"])), vec![Rule::Wildcard, Rule::SecretsAccess]);
+        assert_eq!(
+            fires(&pr(&["*"], &["secrets"], &["watch"])),
+            vec![Rule::Wildcard, Rule::SecretsAccess]
+        );
         // Near misses: configmaps, write-only on secrets, secrets in another group.
         assert!(fires(&pr(&[""], &["configmaps"], &["get", "list", "watch"])).is_empty());
         assert!(fires(&pr(&[""], &["secrets"], &["create", "delete"])).is_empty());
@@ -506,7 +523,10 @@ mod tests {
         rule.resource_names = Some(vec!["db-creds".into(), "tls".into()]);
         let g = only(&rule);
         assert_eq!(g.rule, Rule::SecretsAccess);
-        assert_eq!(g.what, "list on secrets (narrowed to resourceNames: db-creds, tls)");
+        assert_eq!(
+            g.what,
+            "list on secrets (narrowed to resourceNames: db-creds, tls)"
+        );
     }
 
     #[test]
@@ -525,7 +545,11 @@ mod tests {
             ("apps", "replicasets"),
             ("batch", "jobs"),
         ] {
-            assert_eq!(fires(&pr(&[group], &[res], &["create"])), vec![Rule::CreatePods], "{res}");
+            assert_eq!(
+                fires(&pr(&[group], &[res], &["create"])),
+                vec![Rule::CreatePods],
+                "{res}"
+            );
         }
         // Near misses: reading pods, creating services, deployments in the wrong group.
         assert!(fires(&pr(&[""], &["pods"], &["get", "list", "watch", "delete"])).is_empty());
@@ -537,7 +561,11 @@ mod tests {
 
     #[test]
     fn escalate_bind_impersonate() {
-        let g = only(&pr(&["rbac.authorization.k8s.io"], &["clusterroles", "roles"], &["bind", "get"]));
+        let g = only(&pr(
+            &["rbac.authorization.k8s.io"],
+            &["clusterroles", "roles"],
+            &["bind", "get"],
+        ));
         assert_eq!(g.rule, Rule::EscalateBindImpersonate);
         assert_eq!(
             g.what,
@@ -557,11 +585,20 @@ mod tests {
             );
         }
         assert_eq!(
-            fires(&pr(&["rbac.authorization.k8s.io"], &["roles"], &["escalate"])),
+            fires(&pr(
+                &["rbac.authorization.k8s.io"],
+                &["roles"],
+                &["escalate"]
+            )),
             vec![Rule::EscalateBindImpersonate]
         );
         // Near misses: managing roles without escalate/bind; impersonate on something else.
-        assert!(fires(&pr(&["rbac.authorization.k8s.io"], &["roles", "rolebindings"], &["create", "update"])).is_empty());
+        assert!(fires(&pr(
+            &["rbac.authorization.k8s.io"],
+            &["roles", "rolebindings"],
+            &["create", "update"]
+        ))
+        .is_empty());
         assert!(fires(&pr(&[""], &["pods"], &["impersonate"])).is_empty());
     }
 
@@ -571,18 +608,32 @@ mod tests {
         let g = grants(&r, Reach::Namespace);
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].what, "impersonate on serviceaccounts");
-        let r = pr(&["rbac.authorization.k8s.io"], &["clusterroles"], &["escalate"]);
+        let r = pr(
+            &["rbac.authorization.k8s.io"],
+            &["clusterroles"],
+            &["escalate"],
+        );
         assert!(rules_of(&r, Reach::Namespace).is_empty());
         // `bind` on clusterroles is checked in the binding's namespace: still reachable.
         let r = pr(&["rbac.authorization.k8s.io"], &["clusterroles"], &["bind"]);
-        assert_eq!(rules_of(&r, Reach::Namespace), vec![Rule::EscalateBindImpersonate]);
-        assert!(rules_of(&pr(&[""], &["persistentvolumes"], &["create"]), Reach::Namespace).is_empty());
+        assert_eq!(
+            rules_of(&r, Reach::Namespace),
+            vec![Rule::EscalateBindImpersonate]
+        );
+        assert!(rules_of(
+            &pr(&[""], &["persistentvolumes"], &["create"]),
+            Reach::Namespace
+        )
+        .is_empty());
         assert!(rules_of(&pr(&[""], &["nodes/proxy"], &["get"]), Reach::Namespace).is_empty());
     }
 
     #[test]
     fn create_persistent_volumes() {
-        assert_eq!(fires(&pr(&[""], &["persistentvolumes"], &["create"])), vec![Rule::CreatePersistentVolumes]);
+        assert_eq!(
+            fires(&pr(&[""], &["persistentvolumes"], &["create"])),
+            vec![Rule::CreatePersistentVolumes]
+        );
         // Near miss: claims are how workloads should get storage.
         assert!(fires(&pr(&[""], &["persistentvolumeclaims"], &["create"])).is_empty());
         assert!(fires(&pr(&[""], &["persistentvolumes"], &["get", "list"])).is_empty());
@@ -590,9 +641,15 @@ mod tests {
 
     #[test]
     fn nodes_proxy_any_verb_and_star_subresource() {
-        assert_eq!(fires(&pr(&[""], &["nodes/proxy"], &["get"])), vec![Rule::NodesProxy]);
+        assert_eq!(
+            fires(&pr(&[""], &["nodes/proxy"], &["get"])),
+            vec![Rule::NodesProxy]
+        );
         let g = only(&pr(&[""], &["*/proxy"], &["get"]));
-        assert_eq!((g.rule, g.what.as_str()), (Rule::NodesProxy, "get on */proxy"));
+        assert_eq!(
+            (g.rule, g.what.as_str()),
+            (Rule::NodesProxy, "get on */proxy")
+        );
         // Near miss: nodes themselves, or another subresource.
         assert!(fires(&pr(&[""], &["nodes", "nodes/status"], &["get", "list"])).is_empty());
     }
@@ -601,12 +658,24 @@ mod tests {
     fn csr_approve() {
         let certs = "certificates.k8s.io";
         assert_eq!(
-            fires(&pr(&[certs], &["certificatesigningrequests/approval"], &["update"])),
+            fires(&pr(
+                &[certs],
+                &["certificatesigningrequests/approval"],
+                &["update"]
+            )),
             vec![Rule::CsrApprove]
         );
-        assert_eq!(fires(&pr(&[certs], &["signers"], &["approve"])), vec![Rule::CsrApprove]);
+        assert_eq!(
+            fires(&pr(&[certs], &["signers"], &["approve"])),
+            vec![Rule::CsrApprove]
+        );
         // Near miss: creating and reading CSRs is what kubelets do.
-        assert!(fires(&pr(&[certs], &["certificatesigningrequests"], &["create", "get", "list", "update"])).is_empty());
+        assert!(fires(&pr(
+            &[certs],
+            &["certificatesigningrequests"],
+            &["create", "get", "list", "update"]
+        ))
+        .is_empty());
         assert!(fires(&pr(&[certs], &["signers"], &["sign"])).is_empty());
     }
 
@@ -619,16 +688,31 @@ mod tests {
             "validatingadmissionpolicies",
             "validatingadmissionpolicybindings",
         ] {
-            assert_eq!(fires(&pr(&[adm], &[res], &["patch"])), vec![Rule::WebhookConfig], "{res}");
+            assert_eq!(
+                fires(&pr(&[adm], &[res], &["patch"])),
+                vec![Rule::WebhookConfig],
+                "{res}"
+            );
         }
-        assert_eq!(fires(&pr(&[adm], &["mutatingwebhookconfigurations"], &["delete"])), vec![Rule::WebhookConfig]);
+        assert_eq!(
+            fires(&pr(&[adm], &["mutatingwebhookconfigurations"], &["delete"])),
+            vec![Rule::WebhookConfig]
+        );
         // Near miss: reading them.
-        assert!(fires(&pr(&[adm], &["validatingwebhookconfigurations"], &["get", "list", "watch"])).is_empty());
+        assert!(fires(&pr(
+            &[adm],
+            &["validatingwebhookconfigurations"],
+            &["get", "list", "watch"]
+        ))
+        .is_empty());
     }
 
     #[test]
     fn service_account_token() {
-        assert_eq!(fires(&pr(&[""], &["serviceaccounts/token"], &["create"])), vec![Rule::ServiceAccountToken]);
+        assert_eq!(
+            fires(&pr(&[""], &["serviceaccounts/token"], &["create"])),
+            vec![Rule::ServiceAccountToken]
+        );
         // Near miss: creating service accounts, reading the token subresource.
         assert!(fires(&pr(&[""], &["serviceaccounts"], &["create"])).is_empty());
         assert!(fires(&pr(&[""], &["serviceaccounts/token"], &["get"])).is_empty());
@@ -638,10 +722,17 @@ mod tests {
     fn pod_exec_attach() {
         for res in ["pods/exec", "pods/attach", "pods/portforward"] {
             for verb in ["create", "get"] {
-                assert_eq!(fires(&pr(&[""], &[res], &[verb])), vec![Rule::PodExecAttach], "{verb} {res}");
+                assert_eq!(
+                    fires(&pr(&[""], &[res], &[verb])),
+                    vec![Rule::PodExecAttach],
+                    "{verb} {res}"
+                );
             }
         }
-        assert_eq!(fires(&pr(&[""], &["*/exec"], &["create"])), vec![Rule::PodExecAttach]);
+        assert_eq!(
+            fires(&pr(&[""], &["*/exec"], &["create"])),
+            vec![Rule::PodExecAttach]
+        );
         // Near miss: logs, and `pods` alone does not cover its subresources.
         assert!(fires(&pr(&[""], &["pods/log"], &["get"])).is_empty());
         assert!(fires(&pr(&[""], &["pods"], &["get"])).is_empty());
@@ -649,7 +740,10 @@ mod tests {
 
     #[test]
     fn one_grant_per_rule_even_across_groups() {
-        let g = grants(&pr(&["*"], &["users", "roles"], &["impersonate", "bind"]), Reach::Cluster);
+        let g = grants(
+            &pr(&["*"], &["users", "roles"], &["impersonate", "bind"]),
+            Reach::Cluster,
+        );
         let rules: Vec<Rule> = g.iter().map(|g| g.rule).collect();
         assert_eq!(rules, vec![Rule::Wildcard, Rule::EscalateBindImpersonate]);
         assert_eq!(g[1].what, "bind on roles; impersonate on users");

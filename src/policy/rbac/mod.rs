@@ -54,7 +54,12 @@ pub fn is_builtin(meta: &ObjectMeta) -> bool {
         .as_ref()
         .and_then(|l| l.get(BOOTSTRAP_LABEL))
         .is_some_and(|v| v == "rbac-defaults");
-    labelled || meta.name.as_deref().unwrap_or_default().starts_with("system:")
+    labelled
+        || meta
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("system:")
 }
 
 /// Appends findings (sorted by object, rule, field; then message) for risky RBAC. `in_scope(ns)`
@@ -63,7 +68,8 @@ pub fn is_builtin(meta: &ObjectMeta) -> bool {
 pub fn audit(objs: &RbacObjects<'_>, in_scope: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>) {
     let start = out.len();
 
-    let mut bindings = Vec::with_capacity(objs.role_bindings.len() + objs.cluster_role_bindings.len());
+    let mut bindings =
+        Vec::with_capacity(objs.role_bindings.len() + objs.cluster_role_bindings.len());
     // ClusterRole name -> RoleBindings outside the scope that reference it.
     let mut outside: HashMap<&str, usize> = HashMap::new();
     for &rb in &objs.role_bindings {
@@ -122,23 +128,34 @@ pub fn audit(objs: &RbacObjects<'_>, in_scope: &dyn Fn(&str) -> bool, out: &mut 
         report_role(&object, &rules, Reach::Namespace, &who, out);
     }
 
+    // A built-in role is usually bound many times (`edit` in every namespace): summarise it once
+    // per reach. `None`: dangling roleRef, or a custom role (which carries its own findings).
+    let mut summaries: HashMap<(RoleKey<'_>, Reach), Option<BTreeMap<Rule, String>>> =
+        HashMap::new();
     for b in bindings.iter().filter(|b| !b.builtin) {
         b.check(out);
         if b.role_ref.kind == "ClusterRole" && b.role_ref.name == "cluster-admin" {
             continue;
         }
-        let resolved = match b.role_key() {
-            Some(RoleKey::Role(ns, name)) => roles
-                .get(&(ns, name))
-                .map(|r| (&r.metadata, own_rules(r.rules.as_deref()))),
-            Some(RoleKey::ClusterRole(name)) => cluster_roles
-                .get(name)
-                .map(|&cr| (&cr.metadata, ctx.aggregation.rules(cr))),
-            None => None,
+        let Some(key) = b.role_key() else { continue };
+        let reach = if b.namespace.is_some() {
+            Reach::Namespace
+        } else {
+            Reach::Cluster
         };
-        // Custom roles carry their own findings; a dangling roleRef is no finding.
-        if let Some((_, rules)) = resolved.filter(|(meta, _)| is_builtin(meta)) {
-            report_builtin_binding(b, &rules, out);
+        let summary = summaries.entry((key, reach)).or_insert_with(|| {
+            let (meta, rules) = match key {
+                RoleKey::Role(ns, name) => roles
+                    .get(&(ns, name))
+                    .map(|r| (&r.metadata, own_rules(r.rules.as_deref())))?,
+                RoleKey::ClusterRole(name) => cluster_roles
+                    .get(name)
+                    .map(|&cr| (&cr.metadata, ctx.aggregation.rules(cr)))?,
+            };
+            is_builtin(meta).then(|| summarise(&rules, reach))
+        });
+        if let Some(summary) = summary {
+            report_builtin_binding(b, summary, out);
         }
     }
 
@@ -166,7 +183,7 @@ fn own_rules(rules: Option<&[k8s_openapi::api::rbac::v1::PolicyRule]>) -> Vec<So
 }
 
 /// `a, b, c, d, e and 2 more`.
-pub(crate) fn bounded<'s>(items: impl IntoIterator<Item = &'s str>, max: usize) -> String {
+fn bounded<'s>(items: impl IntoIterator<Item = &'s str>, max: usize) -> String {
     bounded_with(items, max, ", ")
 }
 
@@ -205,7 +222,11 @@ impl Context<'_, '_> {
     /// `bound to ServiceAccount shop/api via RoleBinding shop/r, User alice via ClusterRoleBinding x
     /// and 3 more`, or `not bound to any subject`; plus the ClusterRoles that aggregate it.
     fn bound_to(&self, key: RoleKey<'_>) -> String {
-        let found = self.by_role.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let found = self
+            .by_role
+            .get(&key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let total: usize = found.iter().map(|b| b.subjects.len()).sum();
         let mut s = if total == 0 {
             let elsewhere = match key {
@@ -223,8 +244,10 @@ impl Context<'_, '_> {
             for b in found {
                 let take = b.subjects.len().min(MAX_LISTED - listed);
                 if take > 0 {
-                    let names: Vec<String> =
-                        b.subjects[..take].iter().map(|s| b.subject_label(s)).collect();
+                    let names: Vec<String> = b.subjects[..take]
+                        .iter()
+                        .map(|s| b.subject_label(s))
+                        .collect();
                     groups.push(format!("{} via {}", names.join(", "), b.label()));
                     listed += take;
                 }
@@ -276,13 +299,8 @@ fn report_role(
     }
 }
 
-/// Findings for a built-in role's rules, on the custom binding that binds it: one per rule.
-fn report_builtin_binding(b: &Binding<'_>, rules: &[Sourced<'_>], out: &mut Vec<Finding>) {
-    let reach = if b.namespace.is_some() {
-        Reach::Namespace
-    } else {
-        Reach::Cluster
-    };
+/// A role's risky grants by rule: `create on pods (rules[0]); create on jobs.batch (rules[3])`.
+fn summarise(rules: &[Sourced<'_>], reach: Reach) -> BTreeMap<Rule, String> {
     let mut per_rule: BTreeMap<Rule, Vec<String>> = BTreeMap::new();
     for (i, s) in rules.iter().enumerate() {
         for g in grants(s.rule, reach) {
@@ -296,20 +314,34 @@ fn report_builtin_binding(b: &Binding<'_>, rules: &[Sourced<'_>], out: &mut Vec<
                 .push(format!("{} (rules[{i}]{from})", g.what));
         }
     }
+    per_rule
+        .into_iter()
+        .map(|(rule, parts)| {
+            let joined = bounded_with(parts.iter().map(String::as_str), MAX_LISTED, "; ");
+            (rule, joined)
+        })
+        .collect()
+}
+
+/// Findings for a built-in role's rules, on the custom binding that binds it: one per rule.
+fn report_builtin_binding(
+    b: &Binding<'_>,
+    summary: &BTreeMap<Rule, String>,
+    out: &mut Vec<Finding>,
+) {
     let scope = match b.namespace {
         Some(ns) => format!("in namespace {ns}"),
         None => "cluster-wide".to_string(),
     };
-    for (rule, parts) in per_rule {
+    let subjects = b.subjects_label();
+    for (&rule, grants) in summary {
         out.push(Finding::new(
             rule,
             b.object.clone(),
             "roleRef".to_string(),
             format!(
-                "built-in {} grants {}; bound here to {} {scope}",
-                b.role_label(),
-                bounded_with(parts.iter().map(String::as_str), MAX_LISTED, "; "),
-                b.subjects_label()
+                "built-in {} grants {grants}; bound here to {subjects} {scope}",
+                b.role_label()
             ),
         ));
     }

@@ -98,8 +98,16 @@ subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}]"#);
     assert_eq!(
         keys(&f),
         vec![
-            key(Rule::SecretsAccess, "ClusterRole/secret-reader", "rules[1].verbs"),
-            key(Rule::SecretsAccess, "Role/shop/api-reader", "rules[0].verbs"),
+            key(
+                Rule::SecretsAccess,
+                "ClusterRole/secret-reader",
+                "rules[1].verbs"
+            ),
+            key(
+                Rule::SecretsAccess,
+                "Role/shop/api-reader",
+                "rules[0].verbs"
+            ),
         ]
     );
     assert_eq!(
@@ -113,7 +121,10 @@ subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}]"#);
     );
     assert_eq!(f[0].object.namespace, None);
     assert_eq!(f[1].object.namespace.as_deref(), Some("shop"));
-    assert_eq!((f[0].severity, f[0].reference), (Severity::High, "CIS 5.1.2"));
+    assert_eq!(
+        (f[0].severity, f[0].reference),
+        (Severity::High, "CIS 5.1.2")
+    );
 }
 
 #[test]
@@ -124,7 +135,11 @@ rules:
 - {apiGroups: [""], resources: [secrets], resourceNames: [db-creds], verbs: [list]}"#);
     assert_eq!(
         keys(&f),
-        vec![key(Rule::SecretsAccess, "ClusterRole/db-creds-lister", "rules[0].verbs")]
+        vec![key(
+            Rule::SecretsAccess,
+            "ClusterRole/db-creds-lister",
+            "rules[0].verbs"
+        )]
     );
     assert_eq!(
         f[0].message,
@@ -243,14 +258,34 @@ subjects: [{{kind: User, name: carol}}]"#
     assert_eq!(
         keys(&f),
         vec![
-            key(Rule::SecretsAccess, "ClusterRoleBinding/bob-edit", "roleRef"),
+            key(
+                Rule::SecretsAccess,
+                "ClusterRoleBinding/bob-edit",
+                "roleRef"
+            ),
             key(Rule::CreatePods, "ClusterRoleBinding/bob-edit", "roleRef"),
-            key(Rule::EscalateBindImpersonate, "ClusterRoleBinding/bob-edit", "roleRef"),
-            key(Rule::PodExecAttach, "ClusterRoleBinding/bob-edit", "roleRef"),
+            key(
+                Rule::EscalateBindImpersonate,
+                "ClusterRoleBinding/bob-edit",
+                "roleRef"
+            ),
+            key(
+                Rule::PodExecAttach,
+                "ClusterRoleBinding/bob-edit",
+                "roleRef"
+            ),
             // Impersonating users is cluster-scoped: a RoleBinding cannot grant it.
-            key(Rule::SecretsAccess, "RoleBinding/shop/alice-edit", "roleRef"),
+            key(
+                Rule::SecretsAccess,
+                "RoleBinding/shop/alice-edit",
+                "roleRef"
+            ),
             key(Rule::CreatePods, "RoleBinding/shop/alice-edit", "roleRef"),
-            key(Rule::PodExecAttach, "RoleBinding/shop/alice-edit", "roleRef"),
+            key(
+                Rule::PodExecAttach,
+                "RoleBinding/shop/alice-edit",
+                "roleRef"
+            ),
         ]
     );
     assert_eq!(
@@ -310,10 +345,26 @@ subjects: [{kind: Group, name: devs}]"#,
     assert_eq!(
         keys(&f),
         vec![
-            key(Rule::SecretsAccess, "ClusterRole/team-admin", "rules[0].verbs"),
-            key(Rule::NodesProxy, "ClusterRole/team-restricted", "rules[0].verbs"),
-            key(Rule::SecretsAccess, "ClusterRole/team-secrets", "rules[0].verbs"),
-            key(Rule::CreatePods, "ClusterRole/widget-editor", "rules[0].verbs"),
+            key(
+                Rule::SecretsAccess,
+                "ClusterRole/team-admin",
+                "rules[0].verbs"
+            ),
+            key(
+                Rule::NodesProxy,
+                "ClusterRole/team-restricted",
+                "rules[0].verbs"
+            ),
+            key(
+                Rule::SecretsAccess,
+                "ClusterRole/team-secrets",
+                "rules[0].verbs"
+            ),
+            key(
+                Rule::CreatePods,
+                "ClusterRole/widget-editor",
+                "rules[0].verbs"
+            ),
             key(Rule::CreatePods, "RoleBinding/shop/dev-edit", "roleRef"),
         ]
     );
@@ -362,8 +413,16 @@ subjects: [{kind: ServiceAccount, name: ops, namespace: kube-system}]"#,
     assert_eq!(
         keys(&f),
         vec![
-            key(Rule::SecretsAccess, "ClusterRole/ops-reader", "rules[0].verbs"),
-            key(Rule::ClusterAdminBinding, "ClusterRoleBinding/ops-admin", "roleRef"),
+            key(
+                Rule::SecretsAccess,
+                "ClusterRole/ops-reader",
+                "rules[0].verbs"
+            ),
+            key(
+                Rule::ClusterAdminBinding,
+                "ClusterRoleBinding/ops-admin",
+                "roleRef"
+            ),
         ]
     );
     assert_eq!(
@@ -409,10 +468,26 @@ rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]"#);
         keys(&f),
         vec![
             // cluster-admin's own wildcard rules are not repeated on the binding.
-            key(Rule::ClusterAdminBinding, "ClusterRoleBinding/ci-admin", "roleRef"),
-            key(Rule::SystemMastersBinding, "ClusterRoleBinding/oops", "subjects[0]"),
-            key(Rule::AnonymousBinding, "ClusterRoleBinding/oops", "subjects[1]"),
-            key(Rule::AnonymousBinding, "ClusterRoleBinding/oops", "subjects[2]"),
+            key(
+                Rule::ClusterAdminBinding,
+                "ClusterRoleBinding/ci-admin",
+                "roleRef"
+            ),
+            key(
+                Rule::SystemMastersBinding,
+                "ClusterRoleBinding/oops",
+                "subjects[0]"
+            ),
+            key(
+                Rule::AnonymousBinding,
+                "ClusterRoleBinding/oops",
+                "subjects[1]"
+            ),
+            key(
+                Rule::AnonymousBinding,
+                "ClusterRoleBinding/oops",
+                "subjects[2]"
+            ),
             key(
                 Rule::DefaultServiceAccountBinding,
                 "RoleBinding/shop/pod-reader",
@@ -426,7 +501,9 @@ rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]"#);
          ServiceAccount ci/deployer; bind a role with only the permissions needed"
     );
     assert_eq!(f[0].severity, Severity::Critical);
-    assert!(f[4].message.starts_with("ServiceAccount shop/default gets Role pod-reader"));
+    assert!(f[4]
+        .message
+        .starts_with("ServiceAccount shop/default gets Role pod-reader"));
 }
 
 #[test]
@@ -443,8 +520,16 @@ subjects: [{kind: ServiceAccount, name: default}]"#);
     assert_eq!(
         keys(&f),
         vec![
-            key(Rule::ClusterAdminBinding, "RoleBinding/shop/admin", "roleRef"),
-            key(Rule::DefaultServiceAccountBinding, "RoleBinding/shop/admin", "subjects[0]"),
+            key(
+                Rule::ClusterAdminBinding,
+                "RoleBinding/shop/admin",
+                "roleRef"
+            ),
+            key(
+                Rule::DefaultServiceAccountBinding,
+                "RoleBinding/shop/admin",
+                "subjects[0]"
+            ),
         ]
     );
     assert!(f[0].message.contains("in namespace shop"));
@@ -460,7 +545,11 @@ rules: [{apiGroups: [""], resources: [serviceaccounts/token], verbs: [create]}]"
     let f = objects.audit_in(&|ns| ns == "default");
     assert_eq!(
         keys(&f),
-        vec![key(Rule::ServiceAccountToken, "Role/default/token-maker", "rules[0].verbs")]
+        vec![key(
+            Rule::ServiceAccountToken,
+            "Role/default/token-maker",
+            "rules[0].verbs"
+        )]
     );
     assert!(objects.audit_in(&|ns| ns != "default").is_empty());
 }

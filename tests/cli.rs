@@ -1,0 +1,396 @@
+//! The `palisade` binary: exit codes, formats, stdin, and bad input.
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn palisade(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(ROOT)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+const COMPLIANT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: ok}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: ok}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: good, namespace: ok}
+spec:
+  serviceAccountName: app
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: app
+    image: app:1
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities: {drop: [ALL]}
+"#;
+
+#[test]
+fn samples_fail_with_findings_and_exemptions_apply() {
+    let o = palisade(
+        &[
+            "audit",
+            "--baseline",
+            "config/baseline.yaml",
+            "--format",
+            "json",
+            "config/samples",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report = json(&o);
+    let findings = report["findings"].as_array().unwrap();
+    let has = |rule: &str, name: &str| {
+        findings
+            .iter()
+            .any(|f| f["rule"] == rule && f["object"]["name"] == name)
+    };
+    assert!(has("pss.privileged", "legacy-billing"));
+    assert!(has("rbac.cluster-admin-binding", "ci-deployer-admin"));
+    assert!(has("hardening.sandbox-runtime", "user-scripts"));
+    // vendor-x runs as root under a valid exemption: no run-as-* finding, and it is counted.
+    assert!(!has("pss.run-as-user", "vendor-x"));
+    assert!(!has("pss.run-as-non-root", "vendor-x"));
+    assert!(report["summary"]["exempted"].as_u64().unwrap() >= 1);
+    // The compliant Deployment has no findings at all.
+    assert!(!findings
+        .iter()
+        .any(|f| f["object"]["name"] == "api" && f["object"]["kind"] == "Deployment"));
+    // Namespace "sandbox" is not selected by the baseline (team: research).
+    assert!(!findings
+        .iter()
+        .any(|f| f["object"]["namespace"] == "sandbox" || f["object"]["name"] == "sandbox"));
+    // Every finding carries its source file and line.
+    assert!(findings
+        .iter()
+        .all(|f| f["source"]["file"].as_str().is_some()));
+}
+
+#[test]
+fn exemption_stops_applying_once_expired() {
+    let args = |now: &'static str| {
+        palisade(
+            &[
+                "audit",
+                "--baseline",
+                "config/baseline.yaml",
+                "--format",
+                "json",
+                "--now",
+                now,
+                "config/samples",
+            ],
+            None,
+        )
+    };
+    let before = json(&args("2029-01-01T00:00:00Z"));
+    let after = json(&args("2031-01-01T00:00:00Z"));
+    let count = |r: &Value, rule: &str| {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == rule)
+            .count()
+    };
+    assert_eq!(count(&before, "exemption.expired"), 0);
+    assert_eq!(count(&after, "exemption.expired"), 1);
+    assert!(count(&after, "pss.run-as-user") > count(&before, "pss.run-as-user"));
+}
+
+#[test]
+fn clean_input_on_stdin_exits_zero() {
+    let o = palisade(&["audit", "-"], Some(COMPLIANT.as_bytes()));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("3 objects audited, 0 findings"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn fail_on_threshold_controls_exit_status() {
+    let low_only = "apiVersion: v1\nkind: Namespace\nmetadata: {name: open}\n";
+    // network.no-default-deny is medium: fails at medium, passes at high.
+    assert_eq!(
+        palisade(
+            &["audit", "--fail-on", "medium", "-"],
+            Some(low_only.as_bytes())
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+    assert_eq!(
+        palisade(
+            &["audit", "--fail-on", "high", "-"],
+            Some(low_only.as_bytes())
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let bad = palisade(&["audit", "--fail-on", "urgent", "-"], Some(b""));
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn broken_documents_are_named_and_the_rest_still_evaluated() {
+    let input = format!(
+        "{COMPLIANT}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: typo}}\nspec:\n  hostNetwork: \"yes please\"\n  containers: []\n---\nkey: [unclosed\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: ok}}\nspec:\n  selector: {{}}\n  template:\n    spec:\n      containers: [{{name: web, image: web, securityContext: {{privileged: true}}}}]\n"
+    );
+    let o = palisade(&["audit", "--format", "json", "-"], Some(input.as_bytes()));
+    assert_eq!(o.status.code(), Some(2));
+    let report = json(&o);
+    let diags = report["diagnostics"].as_array().unwrap();
+    let errors: Vec<&Value> = diags.iter().filter(|d| d["severity"] == "error").collect();
+    assert_eq!(errors.len(), 2, "{diags:?}");
+    assert_eq!(errors[0]["document"], 3);
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.hostNetwork"),
+        "{:?}",
+        errors[0]
+    );
+    let bad_line = input
+        .lines()
+        .position(|l| l.contains("yes please"))
+        .unwrap()
+        + 1;
+    assert_eq!(errors[0]["line"], bad_line, "line of the bad field");
+    assert_eq!(errors[1]["document"], 4);
+    // The Deployment after the broken documents was still audited.
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["rule"] == "pss.privileged" && f["object"]["name"] == "web"));
+    assert!(stderr(&o).contains("<stdin>"));
+}
+
+#[test]
+fn unknown_kinds_and_crds_are_skipped_with_a_note() {
+    let input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: x}\n";
+    let o = palisade(
+        &["audit", "--fail-on", "critical", "-"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("skipped: <stdin>:1 (document 0): v1 ConfigMap is not a kind Palisade audits"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CustomResourceDefinition is not audited"),
+        "{out}"
+    );
+}
+
+#[test]
+fn lists_are_expanded() {
+    let input = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a, namespace: x}\n  spec: {hostPID: true, containers: [{name: c, image: i}]}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: s}\n";
+    let o = palisade(&["audit", "--format", "json", "-"], Some(input.as_bytes()));
+    let report = json(&o);
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["rule"] == "pss.host-namespaces" && f["field"] == "spec.hostPID"));
+    assert!(report["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("items[1]"));
+}
+
+#[test]
+fn binary_garbage_and_missing_files_are_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.yaml");
+    std::fs::write(&junk, [0u8, 159, 146, 150, 255, 0, 1]).unwrap();
+    let o = palisade(
+        &["audit", junk.to_str().unwrap(), "does-not-exist.yaml"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    assert!(out.contains("junk.yaml: binary data"), "{out}");
+    assert!(out.contains("does-not-exist.yaml: cannot read"), "{out}");
+}
+
+#[test]
+fn a_fifty_megabyte_document_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\n  namespace: x\n  annotations:\n",
+    );
+    let filler = "x".repeat(1000);
+    for i in 0..50_000 {
+        text.push_str(&format!("    a{i}: \"{filler}\"\n"));
+    }
+    text.push_str("spec:\n  hostIPC: true\n  containers: [{name: c, image: i}]\n");
+    assert!(text.len() > 50_000_000);
+    std::fs::write(&big, &text).unwrap();
+    let o = palisade(&["audit", "--format", "json", big.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(json(&o)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["field"] == "spec.hostIPC"));
+}
+
+#[test]
+fn sarif_is_2_1_0_with_rules_and_locations() {
+    let o = palisade(
+        &[
+            "audit",
+            "--baseline",
+            "config/baseline.yaml",
+            "--format",
+            "sarif",
+            "config/samples",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let s = json(&o);
+    assert_eq!(s["version"], "2.1.0");
+    let run = &s["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let results = run["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        let idx = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[idx]["id"], r["ruleId"]);
+        assert!(["error", "warning", "note"].contains(&r["level"].as_str().unwrap()));
+        assert!(r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"].is_string());
+    }
+    let privileged = results
+        .iter()
+        .find(|r| r["ruleId"] == "pss.privileged")
+        .unwrap();
+    let loc = &privileged["locations"][0]["physicalLocation"];
+    assert_eq!(
+        loc["artifactLocation"]["uri"],
+        "config/samples/workloads.yaml"
+    );
+    assert!(loc["region"]["startLine"].as_u64().unwrap() > 1);
+}
+
+#[test]
+fn invalid_baseline_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&b, "apiVersion: palisade.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {name: x}\nspec:\n  podSecurity: {level: strict}\n").unwrap();
+    let o = palisade(
+        &["audit", "--baseline", b.to_str().unwrap(), "-"],
+        Some(b""),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("spec.podSecurity.level"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&b, "apiVersion: palisade.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {name: x}\nspec:\n  podSecurity: {version: v2.0}\n").unwrap();
+    let o = palisade(
+        &["audit", "--baseline", b.to_str().unwrap(), "-"],
+        Some(b""),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("spec.podSecurity.version"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn generate_is_deterministic_and_applies_the_selector() {
+    let args = [
+        "generate",
+        "--baseline",
+        "config/baseline.yaml",
+        "config/samples",
+    ];
+    let a = palisade(&args, None);
+    let b = palisade(&args, None);
+    assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout, "same input, byte-identical output");
+    let out = stdout(&a);
+    let docs: Vec<Value> = out
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str(d).unwrap())
+        .collect();
+    let names = |kind: &str, ns: &str| -> Vec<String> {
+        docs.iter()
+            .filter(|d| d["kind"] == kind && d["metadata"]["namespace"] == ns)
+            .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names("NetworkPolicy", "shop"),
+        [
+            "palisade-default-deny",
+            "palisade-allow-dns",
+            "palisade-allow-db-from-api"
+        ]
+    );
+    assert_eq!(names("Role", "shop-legacy"), ["palisade-api"]);
+    assert!(
+        names("NetworkPolicy", "sandbox").is_empty(),
+        "sandbox is not selected"
+    );
+    assert!(docs
+        .iter()
+        .any(|d| d["kind"] == "ValidatingAdmissionPolicy"));
+    let ns = docs.iter().find(|d| d["kind"] == "Namespace").unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+}

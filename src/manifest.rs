@@ -439,3 +439,70 @@ fn load_list(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Vec<Di
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (Vec<(String, Source)>, Vec<Diagnostic>) {
+        let mut objs = vec![];
+        let mut diags = vec![];
+        load_str(
+            "f.yaml",
+            text,
+            &mut |o, s| {
+                let kind = match o {
+                    Object::Workload(w) => w.kind().to_string(),
+                    Object::Namespace(_) => "Namespace".into(),
+                    other => format!("{other:?}").split('(').next().unwrap().to_string(),
+                };
+                objs.push((kind, s))
+            },
+            &mut diags,
+        );
+        (objs, diags)
+    }
+
+    #[test]
+    fn documents_keep_their_index_and_start_line() {
+        let text = "# header\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n...\n";
+        let (objs, diags) = load(text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(objs.len(), 2);
+        assert_eq!((objs[0].1.document, objs[0].1.line), (0, 3));
+        assert_eq!((objs[1].0.as_str(), objs[1].1.document, objs[1].1.line), ("Pod", 1, 9));
+    }
+
+    #[test]
+    fn block_scalars_containing_dashes_do_not_split() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  annotations:\n    note: |\n      ---\n      not a marker\n";
+        let (objs, diags) = load(text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(objs.len(), 1);
+    }
+
+    #[test]
+    fn json_and_flow_style_documents_load() {
+        let (objs, diags) = load("{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"j\"}}\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(objs[0].0, "Namespace");
+    }
+
+    #[test]
+    fn missing_kind_and_syntax_errors_are_diagnosed_not_panicked() {
+        let (_, diags) = load("apiVersion: v1\nmetadata: {name: a}\n---\n: : :\n  - [\n---\nkind: Pod\n");
+        let msgs: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(diags.len(), 3, "{msgs:?}");
+        assert!(msgs[0].contains("missing field `kind`"), "{msgs:?}");
+        assert!(msgs[0].starts_with("error: f.yaml:1 (document 0)"), "{msgs:?}");
+        assert!(msgs[2].contains("missing field `apiVersion`"), "{msgs:?}");
+    }
+
+    #[test]
+    fn unsupported_api_versions_are_skipped() {
+        let (objs, diags) = load("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old}\n");
+        assert!(objs.is_empty());
+        assert_eq!(diags[0].severity, Severity::Skipped);
+        assert!(diags[0].message.contains("extensions/v1beta1 Deployment"));
+    }
+}

@@ -129,8 +129,9 @@ class Gen:
         out.append(f"{p}securityContext:")
         out.append(f"{p}  allowPrivilegeEscalation: {'true' if 'ape' in slips else 'false'}")
         out.append(f"{p}  readOnlyRootFilesystem: {'false' if 'rofs' in slips else 'true'}")
-        out.append(f"{p}  runAsNonRoot: true")
-        out.append(f"{p}  runAsUser: {r.choice([1000, 10001, 65532])}")
+        if r.random() < 0.5:  # often only set at pod level
+            out.append(f"{p}  runAsNonRoot: true")
+            out.append(f"{p}  runAsUser: {r.choice([1000, 10001, 65532])}")
         out.append(f"{p}  capabilities:")
         if "caps" in slips:
             out.append(f"{p}    drop: [NET_RAW]")
@@ -147,10 +148,7 @@ class Gen:
         out.append(f"{p}  httpGet:")
         out.append(f"{p}    path: {path}")
         out.append(f"{p}    port: {port}")
-        out.append(f"{p}  initialDelaySeconds: {r.choice([5, 10, 15, 30])}")
         out.append(f"{p}  periodSeconds: {r.choice([10, 15, 20])}")
-        out.append(f"{p}  timeoutSeconds: {r.choice([1, 2, 5])}")
-        out.append(f"{p}  failureThreshold: 3")
 
     def resources(self, out, ind):
         p = " " * ind
@@ -161,7 +159,7 @@ class Gen:
         out.append(f"{p}  requests:")
         out.append(f"{p}    cpu: {cpu}m")
         out.append(f"{p}    memory: {mem}Mi")
-        if r.random() < 0.8:
+        if r.random() < 0.6:
             out.append(f"{p}  limits:")
             out.append(f"{p}    cpu: {cpu * 2}m")
             out.append(f"{p}    memory: {mem * 2}Mi")
@@ -171,11 +169,10 @@ class Gen:
         out.append(f"    - name: {name}")
         out.append(f"      image: {q(image)}")
         out.append(f"      imagePullPolicy: {r.choice(['IfNotPresent', 'IfNotPresent', 'Always'])}")
-        if not sidecar:
+        if not sidecar and r.random() < 0.5:
             out.append("      args:")
             out.append(f"        - --port={port}")
             out.append(f"        - --log-level={r.choice(['info', 'debug', 'warn'])}")
-            out.append("        - --metrics-addr=:9090")
         if port:
             out.append("      ports:")
             out.append("        - name: http")
@@ -185,26 +182,23 @@ class Gen:
                 out.append(f"          hostPort: {port}")
         if not sidecar:
             out.append("      env:")
-            out.append("        - name: POD_NAME")
-            out.append("          valueFrom:")
-            out.append("            fieldRef:")
-            out.append("              fieldPath: metadata.name")
             out.append("        - name: POD_NAMESPACE")
             out.append("          valueFrom:")
             out.append("            fieldRef:")
             out.append("              fieldPath: metadata.namespace")
-            for _ in range(r.randint(1, 4)):
+            for _ in range(r.randint(1, 2)):
                 out.append(f"        - name: {r.choice(['FEATURE', 'CACHE', 'UPSTREAM', 'OTEL', 'MAX'])}_{r.randint(1, 99)}")
                 out.append(f"          value: {q(str(r.randint(0, 10000)))}")
-            if r.random() < 0.6:
+            if r.random() < 0.4:
                 out.append("        - name: DB_PASSWORD")
                 out.append("          valueFrom:")
                 out.append("            secretKeyRef:")
                 out.append(f"              name: {rel['name']}-db")
                 out.append("              key: password")
-            out.append("      envFrom:")
-            out.append("        - configMapRef:")
-            out.append(f"            name: {rel['name']}-config")
+            if r.random() < 0.5:
+                out.append("      envFrom:")
+                out.append("        - configMapRef:")
+                out.append(f"            name: {rel['name']}-config")
         if probes and port:
             self.probe(out, 6, "livenessProbe", port, "/healthz")
             self.probe(out, 6, "readinessProbe", port, "/readyz")
@@ -251,10 +245,10 @@ class Gen:
         elif posture == "legacy" and r.random() < 0.4:
             body.append("securityContext:")
             body.append("  fsGroup: 2000")
-        if r.random() < 0.3:
+        if r.random() < 0.2:
             body.append("priorityClassName: " + r.choice(["high-priority", "batch-low"]))
         body.append(f"terminationGracePeriodSeconds: {r.choice([10, 30, 60])}")
-        if kind in ("Deployment", "StatefulSet") and r.random() < 0.5:
+        if kind in ("Deployment", "StatefulSet") and r.random() < 0.3:
             body.append("affinity:")
             body.append("  podAntiAffinity:")
             body.append("    preferredDuringSchedulingIgnoredDuringExecution:")
@@ -264,7 +258,7 @@ class Gen:
             body.append("          labelSelector:")
             body.append("            matchLabels:")
             body.append(f"              app.kubernetes.io/instance: {rel['name']}")
-        if r.random() < 0.25:
+        if r.random() < 0.15:
             body.append("tolerations:")
             body.append("  - key: dedicated")
             body.append("    operator: Equal")
@@ -274,7 +268,7 @@ class Gen:
         mounts = [("config", "/etc/app", True), ("tmp", "/tmp", False)]
         vols = [("config", ["configMap:", f"  name: {rel['name']}-config"]),
                 ("tmp", ["emptyDir:", "  sizeLimit: 256Mi"])]
-        if r.random() < 0.5:
+        if r.random() < 0.3:
             mounts.append(("tls", "/etc/tls", True))
             vols.append(("tls", ["secret:", f"  secretName: {rel['name']}-tls", "  defaultMode: 0400"]))
         if posture == "privileged":
@@ -291,16 +285,14 @@ class Gen:
         # init containers
         port = r.choice([8080, 8443, 3000, 9000, 5000])
         image = f"{r.choice(REGISTRIES)}/{rel['team']}/{rel['app']}:{rel['version']}"
-        n_init = r.choice([0, 0, 1, 1, 2])
+        n_init = r.choice([0, 0, 0, 1, 1, 2])
         if n_init:
             body.append("initContainers:")
             for name, img, cmd in r.sample(INITS, n_init):
                 cbody = []
                 cbody.append(f"- name: {name}")
                 cbody.append(f"  image: {q(img or image)}")
-                cbody.append("  command:")
-                for c in cmd:
-                    cbody.append(f"    - {q(c)}")
+                cbody.append("  command: [" + ", ".join(q(c) for c in cmd) + "]")
                 if name == "copy-config":
                     cbody.append("  volumeMounts:")
                     cbody.append("    - name: config")
@@ -313,10 +305,10 @@ class Gen:
         ctr = []
         self.container(ctr, rel, comp, image, port, posture, slips, False, mounts,
                        probes=kind not in ("Job", "CronJob"))
-        n_side = r.choice([0, 0, 1, 1, 2]) if kind not in ("Job", "CronJob") else r.choice([0, 1])
+        n_side = r.choice([0, 0, 0, 0, 0, 1, 1, 2]) if kind not in ("Job", "CronJob") else r.choice([0, 1])
         for name, img, sport in r.sample(SIDECARS, n_side):
             self.container(ctr, rel, name, img, sport, posture, slips, True,
-                           [("tmp", "/tmp", False)], probes=r.random() < 0.5)
+                           [("tmp", "/tmp", False)], probes=r.random() < 0.3)
         body.append("containers:")
         body.extend(l[2:] for l in ctr)
         body.append("volumes:")
@@ -331,7 +323,10 @@ class Gen:
         out.append(f"{p}template:")
         out.append(f"{p}  metadata:")
         out.append(f"{p}    labels:")
-        self.labels(out, ind + 6, rel, comp, rel["version"], rel["chart"])
+        out.append(f"{p}      app.kubernetes.io/name: {rel['app']}")
+        out.append(f"{p}      app.kubernetes.io/instance: {rel['name']}")
+        out.append(f"{p}      app.kubernetes.io/component: {comp}")
+        out.append(f"{p}      app.kubernetes.io/part-of: {rel['team']}")
         out.append(f"{p}    annotations:")
         out.append(f"{p}      checksum/config: {self.hexd()}")
         if self.rng.random() < 0.4:
@@ -378,11 +373,10 @@ class Gen:
         else:
             if kind != "DaemonSet":
                 out.append(f"  replicas: {r.choice([1, 2, 3, 3, 5])}")
-                out.append("  revisionHistoryLimit: 10")
             if kind == "StatefulSet":
                 out.append(f"  serviceName: {name}-headless")
                 out.append("  podManagementPolicy: Parallel")
-            if kind == "Deployment":
+            if kind == "Deployment" and r.random() < 0.4:
                 out.append("  strategy:")
                 out.append("    type: RollingUpdate")
                 out.append("    rollingUpdate:")
@@ -547,6 +541,10 @@ AUDITED = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "N
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
 
 
+def pct(sorted_values, p):
+    return sorted_values[min(len(sorted_values) - 1, len(sorted_values) * p // 100)]
+
+
 def write_files(dirpath, stem, docs, per_file, stats):
     os.makedirs(dirpath, exist_ok=True)
     for i in range(0, len(docs), per_file):
@@ -625,7 +623,8 @@ def generate(workloads, seed, out, per_file):
         "generator_version": GENERATOR_VERSION, "seed": seed, "workloads": wl,
         "documents": documents, "objects": audited, "skipped": documents - audited,
         "rbac_share": round(rbac / documents, 4), "namespaces": n_ns, "clusters": n_clusters,
-        "workload_lines": {"min": workload_lines[0], "median": workload_lines[len(workload_lines) // 2],
+        "workload_lines": {"min": workload_lines[0], "p10": pct(workload_lines, 10),
+                           "median": pct(workload_lines, 50), "p90": pct(workload_lines, 90),
                            "max": workload_lines[-1]},
         "kinds": kinds, **stats,
     }

@@ -3,7 +3,9 @@
 //! offline CLI (`palisade audit`, `palisade generate`) and the operator (`palisade run`).
 
 pub mod crd;
+pub mod controller;
 pub mod crdgen;
 pub mod manifest;
+pub mod metrics;
 pub mod policy;
 pub mod report;

@@ -25,6 +25,8 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
     /// Print the SecurityBaseline CustomResourceDefinition.
     Crd,
+    /// Run the operator against the cluster in KUBECONFIG (or in-cluster config).
+    Run(cli::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     match args.command {
         Command::Audit(a) => cli::audit::run(a),
         Command::Generate(g) => cli::generate::run(g),
+        Command::Run(r) => cli::run::run(r),
         Command::Crd => {
             print!("{}", palisade::crdgen::crd_yaml());
             ExitCode::SUCCESS

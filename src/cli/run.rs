@@ -1,0 +1,81 @@
+use clap::Args;
+use palisade::controller::{self, leader::LeaderConfig, RunOptions};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Elect a leader on a Lease so several replicas can run; only the leader writes.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "palisade-leader")]
+    lease_name: String,
+    /// Seconds a lease lasts without renewal; failover takes at most this long.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds between full resyncs of every baseline.
+    #[arg(long, default_value_t = 300)]
+    resync: u64,
+    /// Milliseconds to wait for more changes before reconciling (coalesces bursts).
+    #[arg(long, default_value_t = 200)]
+    debounce_ms: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let identity = std::env::var("POD_NAME").ok();
+    let leader = args.leader_elect.then(|| {
+        let lease_duration = Duration::from_secs(args.lease_duration.max(3));
+        LeaderConfig {
+            namespace: args
+                .lease_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "default".into()),
+            name: args.lease_name.clone(),
+            identity: identity.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            }),
+            renew_interval: lease_duration / 3,
+            lease_duration,
+        }
+    });
+    let opts = RunOptions {
+        metrics_addr: args.metrics_addr,
+        leader,
+        resync: Duration::from_secs(args.resync.max(10)),
+        debounce: Duration::from_millis(args.debounce_ms),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(controller::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "palisade run stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

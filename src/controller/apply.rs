@@ -1,0 +1,151 @@
+//! Server-side apply of generated objects, only when the cluster differs from what is wanted,
+//! and pruning of what Palisade generated and no longer wants.
+
+use crate::metrics::{KindLabels, Metrics};
+use crate::policy::desired::{BASELINE_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt::Debug;
+
+/// The API of a generated kind, namespaced or cluster-scoped as the kind is.
+pub trait Scoped: Resource<DynamicType = ()> + Sized {
+    fn api(client: &Client, namespace: Option<&str>) -> Api<Self>;
+}
+
+macro_rules! scoped {
+    (namespaced: $($n:ty),*; cluster: $($c:ty),*) => {
+        $(impl Scoped for $n {
+            fn api(client: &Client, namespace: Option<&str>) -> Api<Self> {
+                Api::namespaced(client.clone(), namespace.unwrap_or("default"))
+            }
+        })*
+        $(impl Scoped for $c {
+            fn api(client: &Client, _: Option<&str>) -> Api<Self> {
+                Api::all(client.clone())
+            }
+        })*
+    };
+}
+scoped!(
+    namespaced: k8s_openapi::api::networking::v1::NetworkPolicy, k8s_openapi::api::rbac::v1::Role, k8s_openapi::api::rbac::v1::RoleBinding;
+    cluster: k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy, k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding
+);
+
+/// True when every field set in `wanted` has the same value in `actual`. Fields the API server
+/// defaulted, or other managers added, do not count as drift; changed or removed ones do.
+pub fn is_subset(wanted: &Value, actual: &Value) -> bool {
+    match (wanted, actual) {
+        (Value::Object(w), Value::Object(a)) => w
+            .iter()
+            .all(|(k, wv)| wv.is_null() || a.get(k).is_some_and(|av| is_subset(wv, av))),
+        (Value::Array(w), Value::Array(a)) => {
+            w.len() == a.len() && w.iter().zip(a).all(|(wv, av)| is_subset(wv, av))
+        }
+        _ => wanted == actual,
+    }
+}
+
+/// What happened to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Unchanged,
+    Created,
+    /// Existed but differed: someone else changed it (drift) or the baseline changed.
+    Updated,
+}
+
+/// Applies `wanted` when the cached `actual` differs. Returns what it did.
+pub async fn apply<K>(
+    client: &Client,
+    metrics: &Metrics,
+    baseline: &str,
+    wanted: &K,
+    actual: Option<&K>,
+) -> Result<Outcome, kube::Error>
+where
+    K: Scoped + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let wanted_json = serde_json::to_value(wanted).expect("k8s objects always serialize");
+    if let Some(a) = actual {
+        let actual_json = serde_json::to_value(a).expect("k8s objects always serialize");
+        if is_subset(&wanted_json, &actual_json) {
+            return Ok(Outcome::Unchanged);
+        }
+    }
+    let kind = K::kind(&()).to_string();
+    let mut body = wanted_json;
+    body["apiVersion"] = K::api_version(&()).into();
+    body["kind"] = kind.clone().into();
+    let api = K::api(client, wanted.meta().namespace.as_deref());
+    // force: Palisade is the only rightful manager of these fields; another manager's edit is drift.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&wanted.name_any(), &params, &Patch::Apply(&body)).await?;
+    metrics.count_write(&kind, "apply");
+    let outcome = if actual.is_some() { Outcome::Updated } else { Outcome::Created };
+    if actual.is_some() {
+        metrics
+            .drift_corrections
+            .get_or_create(&KindLabels { baseline: baseline.into(), kind: kind.clone() })
+            .inc();
+        tracing::info!(baseline, kind = %kind, name = %wanted.name_any(), namespace = ?wanted.meta().namespace, "restored generated object that differed from the baseline");
+    }
+    Ok(outcome)
+}
+
+/// Whether Palisade generated `obj` for baseline `name` (labels) with this owner uid (if any).
+pub fn generated_by<K: Resource>(obj: &K, name: &str, uid: &str) -> bool {
+    let labels = obj.labels();
+    let labelled = labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        && labels.get(BASELINE_LABEL).map(String::as_str) == Some(name);
+    let owned = obj
+        .owner_references()
+        .iter()
+        .all(|o| o.kind != "SecurityBaseline" || o.uid == uid);
+    labelled && owned
+}
+
+/// Deletes a generated object that is no longer wanted. Only ever called on objects that pass
+/// [`generated_by`]; a precondition on the uid avoids deleting a replacement created meanwhile.
+pub async fn prune<K>(client: &Client, metrics: &Metrics, obj: &K) -> Result<(), kube::Error>
+where
+    K: Scoped + DeserializeOwned + Clone + Debug,
+{
+    let api = K::api(client, obj.meta().namespace.as_deref());
+    let mut dp = DeleteParams::default();
+    if let Some(uid) = obj.meta().uid.clone() {
+        dp.preconditions = Some(kube::api::Preconditions { uid: Some(uid), resource_version: None });
+    }
+    match api.delete(&obj.name_any(), &dp).await {
+        Ok(_) => {}
+        // Already gone (or replaced): nothing to prune.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    metrics.count_write(K::kind(&()).as_ref(), "delete");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaulted_and_foreign_fields_are_not_drift() {
+        let wanted = json!({"spec": {"ports": [{"port": 53}], "policyTypes": ["Egress"]}, "metadata": {"labels": {"a": "1"}}});
+        let actual = json!({"spec": {"ports": [{"port": 53, "protocol": "TCP"}], "policyTypes": ["Egress"]},
+                            "metadata": {"labels": {"a": "1", "team": "x"}, "uid": "u"}});
+        assert!(is_subset(&wanted, &actual));
+    }
+
+    #[test]
+    fn changed_removed_or_added_list_items_are_drift() {
+        let wanted = json!({"spec": {"ports": [{"port": 53}]}});
+        assert!(!is_subset(&wanted, &json!({"spec": {"ports": [{"port": 54}]}})));
+        assert!(!is_subset(&wanted, &json!({"spec": {}})));
+        assert!(!is_subset(&wanted, &json!({"spec": {"ports": [{"port": 53}, {"port": 80}]}})));
+    }
+}

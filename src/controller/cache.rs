@@ -1,0 +1,194 @@
+//! Reflector caches of everything the engine reads, trimmed to what it needs.
+//!
+//! `managedFields` and `status` are dropped everywhere; pods and ReplicaSets/Jobs created by a
+//! controller keep only their metadata (the engine reports on the owner), which is most of a
+//! cluster's objects.
+
+use crate::metrics::{Metrics, WatchLabels};
+use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::policy::workload::WORKLOAD_KINDS;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A stream of objects that changed (applied or deleted), for triggering reconciles.
+pub type Trigger<K> = Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+fn owned_by_workload(meta: &ObjectMeta) -> bool {
+    meta.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter()
+            .any(|r| r.controller == Some(true) && WORKLOAD_KINDS.contains(&r.kind.as_str()))
+    })
+}
+
+/// Drops what the engine never reads, so a 10k-pod cluster stays small in memory.
+pub trait Trim {
+    fn trim(&mut self);
+}
+
+macro_rules! trim_status {
+    ($($t:ty),*) => {$(
+        impl Trim for $t {
+            fn trim(&mut self) {
+                self.metadata.managed_fields = None;
+                self.status = None;
+                if owned_by_workload(&self.metadata) {
+                    self.spec = None;
+                }
+            }
+        }
+    )*};
+}
+trim_status!(Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController);
+
+impl Trim for Namespace {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.spec = None;
+        // Keep status: the phase tells whether the namespace is terminating.
+    }
+}
+
+macro_rules! trim_meta {
+    ($($t:ty),*) => {$(
+        impl Trim for $t {
+            fn trim(&mut self) {
+                self.metadata.managed_fields = None;
+            }
+        }
+    )*};
+}
+trim_meta!(ServiceAccount, NetworkPolicy, Role, ClusterRole, RoleBinding, ClusterRoleBinding, ValidatingAdmissionPolicyBinding);
+
+impl Trim for ValidatingAdmissionPolicy {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.status = None;
+    }
+}
+
+/// All caches. Cloning is cheap (stores are shared).
+#[derive(Clone)]
+pub struct Caches {
+    pub namespaces: Store<Namespace>,
+    pub pods: Store<Pod>,
+    pub deployments: Store<Deployment>,
+    pub replica_sets: Store<ReplicaSet>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub daemon_sets: Store<DaemonSet>,
+    pub jobs: Store<Job>,
+    pub cron_jobs: Store<CronJob>,
+    pub replication_controllers: Store<ReplicationController>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub network_policies: Store<NetworkPolicy>,
+    pub roles: Store<Role>,
+    pub cluster_roles: Store<ClusterRole>,
+    pub role_bindings: Store<RoleBinding>,
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    pub admission_policies: Store<ValidatingAdmissionPolicy>,
+    pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
+}
+
+/// The trigger streams matching [`Caches`]; they must be polled for the caches to fill.
+pub struct Triggers {
+    pub namespaces: Trigger<Namespace>,
+    pub pods: Trigger<Pod>,
+    pub deployments: Trigger<Deployment>,
+    pub replica_sets: Trigger<ReplicaSet>,
+    pub stateful_sets: Trigger<StatefulSet>,
+    pub daemon_sets: Trigger<DaemonSet>,
+    pub jobs: Trigger<Job>,
+    pub cron_jobs: Trigger<CronJob>,
+    pub replication_controllers: Trigger<ReplicationController>,
+    pub service_accounts: Trigger<ServiceAccount>,
+    pub network_policies: Trigger<NetworkPolicy>,
+    pub roles: Trigger<Role>,
+    pub cluster_roles: Trigger<ClusterRole>,
+    pub role_bindings: Trigger<RoleBinding>,
+    pub cluster_role_bindings: Trigger<ClusterRoleBinding>,
+    pub admission_policies: Trigger<ValidatingAdmissionPolicy>,
+    pub admission_bindings: Trigger<ValidatingAdmissionPolicyBinding>,
+}
+
+fn cache<K>(client: &Client, config: watcher::Config, metrics: &Arc<Metrics>) -> (Store<K>, Trigger<K>)
+where
+    K: Resource<DynamicType = ()> + Trim + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let metrics = metrics.clone();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|o: &mut K| o.trim())
+        .reflect(writer)
+        .touched_objects()
+        .inspect(move |r| {
+            if let Err(e) = r {
+                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
+                metrics.watch_restarts.get_or_create(&WatchLabels { kind: kind.clone() }).inc();
+            }
+        });
+    (reader, Box::pin(stream))
+}
+
+/// Starts (lazily: on first poll) a reflector for every kind.
+pub fn caches(client: &Client, metrics: &Arc<Metrics>) -> (Caches, Triggers) {
+    let all = || watcher::Config::default().any_semantic();
+    let generated = || all().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    macro_rules! build {
+        ($($field:ident : $cfg:expr),* $(,)?) => {{
+            $( let $field = cache(client, $cfg, metrics); )*
+            (
+                Caches { $( $field: $field.0.clone(), )* },
+                Triggers { $( $field: $field.1, )* },
+            )
+        }};
+    }
+    build! {
+        namespaces: all(),
+        pods: all(),
+        deployments: all(),
+        replica_sets: all(),
+        stateful_sets: all(),
+        daemon_sets: all(),
+        jobs: all(),
+        cron_jobs: all(),
+        replication_controllers: all(),
+        service_accounts: all(),
+        network_policies: all(),
+        roles: all(),
+        cluster_roles: all(),
+        role_bindings: all(),
+        cluster_role_bindings: all(),
+        admission_policies: generated(),
+        admission_bindings: generated(),
+    }
+}
+
+impl Caches {
+    /// Waits until every cache has its first full list.
+    pub async fn wait_synced(&self) -> Result<(), reflector::store::WriterDropped> {
+        macro_rules! wait {
+            ($($f:ident),*) => { $( self.$f.wait_until_ready().await?; )* };
+        }
+        wait!(
+            namespaces, pods, deployments, replica_sets, stateful_sets, daemon_sets, jobs, cron_jobs,
+            replication_controllers, service_accounts, network_policies, roles, cluster_roles,
+            role_bindings, cluster_role_bindings, admission_policies, admission_bindings
+        );
+        Ok(())
+    }
+}

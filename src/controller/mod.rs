@@ -1,0 +1,237 @@
+//! `palisade run`: the operator. Watches SecurityBaselines and everything they judge, and
+//! reconciles each baseline level-triggered: observe (caches) -> evaluate/build (pure engine) ->
+//! apply + prune (server-side apply, field manager `palisade`) -> status (only on change).
+
+pub mod apply;
+pub mod cache;
+pub mod events;
+pub mod leader;
+pub mod observe;
+pub mod reconcile;
+pub mod status;
+
+use crate::crd::SecurityBaseline;
+use crate::metrics::{self, Health, Metrics};
+use crate::policy::baseline::CompiledBaseline;
+use crate::policy::desired::BASELINE_LABEL;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::jiff::Timestamp;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of `palisade run`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub metrics_addr: std::net::SocketAddr,
+    pub leader: Option<leader::LeaderConfig>,
+    pub resync: Duration,
+    pub debounce: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    #[error("lost the leader lease")]
+    LostLeadership,
+}
+
+/// Which baselines an object in `namespace` concerns (all of them for cluster-scoped objects).
+#[derive(Clone)]
+struct Index {
+    baselines: Store<DeserializeGuard<SecurityBaseline>>,
+    namespaces: Store<Namespace>,
+}
+
+type BaselineRef = ObjectRef<DeserializeGuard<SecurityBaseline>>;
+
+impl Index {
+    fn all(&self) -> Vec<BaselineRef> {
+        self.baselines.state().iter().map(|b| ObjectRef::new(&b.name_any())).collect()
+    }
+
+    fn for_object<K: Resource>(&self, obj: &K) -> Vec<BaselineRef> {
+        let Some(ns) = obj.meta().namespace.as_deref() else { return self.all() };
+        let labels = self
+            .namespaces
+            .get(&ObjectRef::new(ns))
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
+        let now = Timestamp::now();
+        let generated_for = obj.labels().get(BASELINE_LABEL);
+        self.baselines
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .filter(|b| {
+                let name = b.name_any();
+                generated_for == Some(&name)
+                    || CompiledBaseline::compile(&name, &b.spec, now).is_ok_and(|c| c.covers_namespace(ns, &labels))
+            })
+            .map(|b| ObjectRef::new(&b.name_any()))
+            .collect()
+    }
+}
+
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+pub async fn run(opts: RunOptions) -> Result<(), RunError> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Health::default();
+    let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
+        .await
+        .map_err(|e| RunError::Listen(opts.metrics_addr, e))?;
+    tracing::info!(addr = %opts.metrics_addr, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(metrics::serve(listener, metrics.clone(), health.clone()));
+
+    let elector = opts.leader.clone().map(|cfg| leader::Elector::new(client.clone(), cfg));
+    if let Some(e) = &elector {
+        // A standby is healthy and ready for its role: waiting for the lease.
+        health.set_ready();
+        tokio::select! {
+            _ = e.acquire() => {},
+            _ = shutdown_signal() => return Ok(()),
+        }
+        metrics.leader.set(1);
+    }
+
+    let (caches, triggers) = cache::caches(&client, &metrics);
+    let api: Api<DeserializeGuard<SecurityBaseline>> = Api::all(client.clone());
+    let ctl = Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().debounce(opts.debounce));
+    let index = Index { baselines: ctl.store(), namespaces: caches.namespaces.clone() };
+    macro_rules! watch_all {
+        ($ctl:expr, $($t:ident),*) => {{
+            let mut c = $ctl;
+            $(
+                let i = index.clone();
+                c = c.watches_stream(triggers.$t, move |o| i.for_object(&o));
+            )*
+            c
+        }};
+    }
+    let i = index.clone();
+    let ctl = ctl.watches_stream(triggers.namespaces, move |_| i.all());
+    let ctl = watch_all!(
+        ctl, pods, deployments, replica_sets, stateful_sets, daemon_sets, jobs, cron_jobs,
+        replication_controllers, service_accounts, network_policies, roles, cluster_roles,
+        role_bindings, cluster_role_bindings, admission_policies, admission_bindings
+    );
+
+    let ctx = Arc::new(reconcile::Context {
+        client: client.clone(),
+        caches: caches.clone(),
+        baselines: index.baselines.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), Reporter { controller: "palisade".into(), instance: Some(identity()) }),
+        events: Default::default(),
+        exported: Default::default(),
+        failures: Default::default(),
+        resync: opts.resync,
+    });
+
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(e) = elector {
+        let e = Arc::new(e);
+        let holder = e.clone();
+        tokio::spawn(async move {
+            holder.hold().await;
+            let _ = lost_tx.send(());
+        });
+        tokio::spawn({
+            let metrics = metrics.clone();
+            async move {
+                // Released on graceful shutdown (below) via the same elector.
+                let _ = &metrics;
+            }
+        });
+        let caches_ready = caches.clone();
+        let health_ready = health.clone();
+        tokio::spawn(async move {
+            if caches_ready.wait_synced().await.is_ok() {
+                health_ready.set_ready();
+            }
+        });
+        let lost = Arc::new(tokio::sync::Notify::new());
+        let lost_signal = lost.clone();
+        tokio::spawn(async move {
+            if lost_rx.await.is_ok() {
+                lost_signal.notify_one();
+            }
+        });
+        let shutdown = {
+            let lost = lost.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown_signal() => {},
+                    _ = lost.notified() => {},
+                }
+            }
+        };
+        run_controller(ctl, ctx, caches, shutdown).await;
+        metrics.leader.set(0);
+        e.release().await;
+        return Ok(());
+    }
+    let health_ready = health.clone();
+    let caches_ready = caches.clone();
+    tokio::spawn(async move {
+        if caches_ready.wait_synced().await.is_ok() {
+            health_ready.set_ready();
+        }
+    });
+    run_controller(ctl, ctx, caches, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn run_controller(
+    ctl: Controller<DeserializeGuard<SecurityBaseline>>,
+    ctx: Arc<reconcile::Context>,
+    caches: cache::Caches,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    ctl.graceful_shutdown_on(shutdown)
+        .run(
+            move |b, ctx: Arc<reconcile::Context>| {
+                let caches = caches.clone();
+                async move {
+                    // Judge nothing before every cache holds a full list.
+                    let _ = caches.wait_synced().await;
+                    reconcile::reconcile(b, ctx).await
+                }
+            },
+            reconcile::error_policy,
+            ctx,
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,350 @@
+//! One reconcile of one SecurityBaseline: observe -> evaluate/build (pure) -> apply + prune -> status.
+
+use super::apply::{self, generated_by, Outcome};
+use super::cache::Caches;
+use super::events::{self, EventMemory};
+use super::observe;
+use super::status::{self, StatusInput};
+use crate::crd::{Enforcement, GeneratedCounts, SecurityBaseline};
+use crate::metrics::{BaselineLabels, ErrorLabels, KindLabels, Metrics, ViolationLabels};
+use crate::policy::baseline::CompiledBaseline;
+use crate::policy::desired::{self, ClusterObjects, NamespaceObjects, FIELD_MANAGER};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Annotation on namespaces whose PSA labels Palisade set, naming the baseline.
+pub const PSA_ANNOTATION: &str = "palisade.dev/pod-security-labels";
+
+pub struct Context {
+    pub client: Client,
+    pub caches: Caches,
+    pub baselines: Store<DeserializeGuard<SecurityBaseline>>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub events: EventMemory,
+    /// Violation label sets last exported per baseline, to remove stale series.
+    pub exported: Mutex<HashMap<String, HashSet<ViolationLabels>>>,
+    /// Consecutive failures per baseline, for exponential backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+    /// Periodic full resync, also the upper bound between reconciles.
+    pub resync: Duration,
+}
+
+/// Why a reconcile failed; `category` is a bounded label for metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind} {name}: {source}")]
+    Apply { kind: String, name: String, source: kube::Error },
+    #[error("pruning {kind} {name}: {source}")]
+    Prune { kind: String, name: String, source: kube::Error },
+    #[error("writing status: {0}")]
+    Status(kube::Error),
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "apply",
+            Error::Prune { .. } => "prune",
+            Error::Status(_) => "status",
+        }
+    }
+}
+
+fn owner_ref(b: &SecurityBaseline) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: SecurityBaseline::api_version(&()).into(),
+        kind: SecurityBaseline::kind(&()).into(),
+        name: b.name_any(),
+        uid: b.metadata.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}
+
+fn key<K: Resource>(o: &K) -> (Option<String>, String) {
+    (o.meta().namespace.clone(), o.name_any())
+}
+
+/// Applies the wanted objects of one kind and prunes this baseline's others.
+macro_rules! converge {
+    ($ctx:expr, $b:expr, $uid:expr, $store:ident, $wanted:expr, $counter:expr, $changes:expr) => {{
+        let wanted = $wanted;
+        let cached: HashMap<_, _> = $ctx.caches.$store.state().into_iter().map(|o| (key(&*o), o)).collect();
+        let mut keep = BTreeSet::new();
+        for w in &wanted {
+            let k = key(w);
+            let outcome = apply::apply(&$ctx.client, &$ctx.metrics, &$b.name, w, cached.get(&k).map(|a| &**a))
+                .await
+                .map_err(|source| Error::Apply { kind: kind_of(w), name: w.name_any(), source })?;
+            if outcome != Outcome::Unchanged {
+                $changes.push(format!("{:?} {} {}", outcome, kind_of(w), display(&k)));
+            }
+            keep.insert(k);
+        }
+        for (k, o) in &cached {
+            if !keep.contains(k) && generated_by(&**o, &$b.name, $uid) {
+                apply::prune(&$ctx.client, &$ctx.metrics, &**o)
+                    .await
+                    .map_err(|source| Error::Prune { kind: kind_of(&**o), name: o.name_any(), source })?;
+                $changes.push(format!("Pruned {} {}", kind_of(&**o), display(k)));
+            }
+        }
+        $counter = wanted.len() as u32;
+    }};
+}
+
+fn kind_of<K: Resource<DynamicType = ()>>(_: &K) -> String {
+    K::kind(&()).to_string()
+}
+
+fn display(k: &(Option<String>, String)) -> String {
+    match &k.0 {
+        Some(ns) => format!("{ns}/{}", k.1),
+        None => k.1.clone(),
+    }
+}
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<SecurityBaseline>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let b = match &guard.0 {
+        Ok(b) => b,
+        Err(invalid) => {
+            tracing::error!(name = ?invalid.metadata.name, error = %invalid.error, "SecurityBaseline cannot be read; fix or delete it");
+            return Ok(Action::await_change());
+        }
+    };
+    let name = b.name_any();
+    let started = std::time::Instant::now();
+    let labels = BaselineLabels { baseline: name.clone() };
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+    let result = reconcile_valid(b, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures.lock().expect("lock").remove(&name);
+        ctx.metrics.last_success.get_or_create(&labels).set(Timestamp::now().as_second());
+    }
+    result
+}
+
+async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, Error> {
+    let name = b.name_any();
+    let now = Timestamp::now();
+    let compiled = match CompiledBaseline::compile(&name, &b.spec, now) {
+        Ok(c) => c,
+        Err(e) => {
+            // The schema rejects most of this; what slips through is reported, not retried.
+            write_invalid_status(b, ctx, &e.to_string()).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let uid = b.metadata.uid.clone().unwrap_or_default();
+    let namespaces = observe::covered_namespaces(&ctx.caches, &compiled);
+    let others: Vec<(Arc<SecurityBaseline>, CompiledBaseline)> = ctx
+        .baselines
+        .state()
+        .into_iter()
+        .filter_map(|g| g.0.as_ref().ok().map(|o| Arc::new(o.clone())))
+        .filter_map(|o| CompiledBaseline::compile(&o.name_any(), &o.spec, now).ok().map(|c| (o, c)))
+        .collect();
+    let ownership = observe::ownership(b, &compiled, &namespaces, &others);
+    let owner = owner_ref(b);
+
+    // Build: what this baseline wants (pure).
+    let per_ns: BTreeMap<String, NamespaceObjects> = ownership
+        .owned
+        .iter()
+        .map(|ns| (ns.clone(), desired::namespace_objects(ns, &compiled, owner.as_ref())))
+        .collect();
+    let enforce = compiled.settings.enforcement == Enforcement::Enforce;
+    let cluster = if enforce { desired::cluster_objects(&compiled, owner.as_ref()) } else { ClusterObjects::default() };
+
+    // Evaluate against the state this reconcile converges to.
+    let desired_policies: Vec<_> = per_ns.values().flat_map(|o| o.network_policies.iter().cloned()).collect();
+    let report = observe::audit(&ctx.caches, &compiled, &namespaces, desired_policies, &ownership.owned);
+
+    // Apply + prune.
+    let mut changes = Vec::new();
+    let mut generated = GeneratedCounts::default();
+    let applied = async {
+        converge!(ctx, compiled, &uid, network_policies, per_ns.values().flat_map(|o| o.network_policies.clone()).collect::<Vec<_>>(), generated.network_policies, changes);
+        converge!(ctx, compiled, &uid, roles, per_ns.values().flat_map(|o| o.roles.clone()).collect::<Vec<_>>(), generated.roles, changes);
+        converge!(ctx, compiled, &uid, role_bindings, per_ns.values().flat_map(|o| o.role_bindings.clone()).collect::<Vec<_>>(), generated.role_bindings, changes);
+        converge!(ctx, compiled, &uid, admission_policies, cluster.admission_policies.clone(), generated.admission_policies, changes);
+        let mut _bindings = 0;
+        converge!(ctx, compiled, &uid, admission_bindings, cluster.admission_bindings.clone(), _bindings, changes);
+        generated.labelled_namespaces = namespace_labels(ctx, &name, &per_ns, &mut changes).await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    let degraded = applied.as_ref().err().map(|e| e.to_string());
+    for (kind, n) in [
+        ("NetworkPolicy", generated.network_policies),
+        ("Role", generated.roles),
+        ("RoleBinding", generated.role_bindings),
+        ("ValidatingAdmissionPolicy", generated.admission_policies),
+        ("Namespace", generated.labelled_namespaces),
+    ] {
+        ctx.metrics.generated.get_or_create(&KindLabels { baseline: name.clone(), kind: kind.into() }).set(n as i64);
+    }
+    export_violations(ctx, &name, &report);
+
+    let reference = b.object_ref(&());
+    if !changes.is_empty() {
+        let note: String = changes.join("; ").chars().take(1000).collect();
+        events::normal(&ctx.recorder, &reference, "GeneratedObjectsChanged", note).await;
+    }
+    for w in ctx.events.changes(&name, &report) {
+        events::warn(&ctx.recorder, &w).await;
+    }
+
+    let new_status = status::build(
+        StatusInput {
+            generation: b.metadata.generation,
+            report: &report,
+            generated,
+            conflicts: ownership.conflicts,
+            degraded,
+            enforce,
+        },
+        b.status.as_ref(),
+        now,
+    );
+    if b.status.as_ref() != Some(&new_status) {
+        patch_status(ctx, &name, &new_status).await?;
+    }
+    applied?;
+    let requeue = compiled
+        .next_expiry(now)
+        .map(|t| Duration::from_secs((t.as_second() - now.as_second()).max(1) as u64))
+        .map_or(ctx.resync, |d| d.min(ctx.resync));
+    Ok(Action::requeue(requeue))
+}
+
+/// Sets or clears the PSA labels on namespaces; returns how many namespaces carry them.
+async fn namespace_labels(
+    ctx: &Context,
+    baseline: &str,
+    per_ns: &BTreeMap<String, NamespaceObjects>,
+    changes: &mut Vec<String>,
+) -> Result<u32, Error> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut count = 0;
+    for ns in ctx.caches.namespaces.state() {
+        let name = ns.name_any();
+        let wanted = per_ns.get(&name).map(|o| &o.namespace_labels).filter(|l| !l.is_empty());
+        let ours = ns.annotations().get(PSA_ANNOTATION).map(String::as_str) == Some(baseline);
+        let body = match wanted {
+            Some(labels) => {
+                let current = ns.labels();
+                if ours && labels.iter().all(|(k, v)| current.get(k) == Some(v)) {
+                    count += 1;
+                    continue;
+                }
+                count += 1;
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                    "name": name, "labels": labels, "annotations": {PSA_ANNOTATION: baseline}}})
+            }
+            // Applying nothing under our field manager removes the labels we set, and only those.
+            None if ours => serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            None => continue,
+        };
+        api.patch(&name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|source| Error::Apply { kind: "Namespace".into(), name: name.clone(), source })?;
+        ctx.metrics.count_write("Namespace", "apply");
+        changes.push(format!("{} Pod Security labels on Namespace {name}", if wanted.is_some() { "Set" } else { "Removed" }));
+    }
+    Ok(count)
+}
+
+fn export_violations(ctx: &Context, baseline: &str, report: &crate::policy::audit::AuditReport) {
+    let mut counts: HashMap<ViolationLabels, i64> = HashMap::new();
+    for f in &report.findings {
+        let l = ViolationLabels {
+            baseline: baseline.into(),
+            rule: f.rule.id().into(),
+            severity: f.severity.to_string(),
+            namespace: f.object.namespace.clone().unwrap_or_default(),
+        };
+        *counts.entry(l).or_default() += 1;
+    }
+    let mut exported = ctx.exported.lock().expect("lock");
+    let previous = exported.entry(baseline.to_string()).or_default();
+    for stale in previous.iter().filter(|l| !counts.contains_key(*l)) {
+        ctx.metrics.violations.remove(stale);
+    }
+    for (l, n) in &counts {
+        ctx.metrics.violations.get_or_create(l).set(*n);
+    }
+    *previous = counts.into_keys().collect();
+}
+
+async fn patch_status(ctx: &Context, name: &str, status: &crate::crd::SecurityBaselineStatus) -> Result<(), Error> {
+    let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
+    let body = serde_json::json!({
+        "apiVersion": SecurityBaseline::api_version(&()),
+        "kind": SecurityBaseline::kind(&()),
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::Status)?;
+    ctx.metrics.count_write("SecurityBaseline", "status");
+    Ok(())
+}
+
+async fn write_invalid_status(b: &SecurityBaseline, ctx: &Context, why: &str) -> Result<(), Error> {
+    let now = Timestamp::now();
+    let cond = |t: &str, ok: bool| k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: t.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: "InvalidSpec".into(),
+        message: why.into(),
+        observed_generation: b.metadata.generation,
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+    };
+    let mut status = b.status.clone().unwrap_or_default();
+    status.observed_generation = b.metadata.generation;
+    status.conditions = vec![cond("Ready", false), cond("Degraded", true)];
+    if let Some(prev) = &b.status {
+        for c in &mut status.conditions {
+            if let Some(p) = prev.conditions.iter().find(|p| p.type_ == c.type_ && p.status == c.status && p.message == c.message) {
+                c.last_transition_time = p.last_transition_time.clone();
+            }
+        }
+    }
+    if b.status.as_ref() != Some(&status) {
+        patch_status(ctx, &b.name_any(), &status).await?;
+    }
+    Ok(())
+}
+
+/// Per-baseline exponential backoff: 1s, 2s, 4s, ... up to 5 minutes.
+pub fn error_policy(guard: Arc<DeserializeGuard<SecurityBaseline>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let name = guard.name_any();
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels { baseline: name.clone(), category: error.category().into() })
+        .inc();
+    let mut failures = ctx.failures.lock().expect("lock");
+    let n = failures.entry(name.clone()).or_insert(0);
+    *n = (*n + 1).min(16);
+    let delay = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+    tracing::warn!(baseline = %name, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+

@@ -1,0 +1,186 @@
+//! Prometheus metrics and the HTTP endpoints `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Labels are bounded by construction: baseline names, rule ids, severities, namespaces covered by
+//! a baseline, kinds and error categories. Never object names or error strings.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BaselineLabels {
+    pub baseline: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub baseline: String,
+    pub category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    pub baseline: String,
+    pub rule: String,
+    pub severity: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub baseline: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub kind: String,
+    pub verb: String,
+}
+
+/// Every metric Palisade exports.
+pub struct Metrics {
+    pub reconciles: Family<BaselineLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_duration: Family<BaselineLabels, Histogram>,
+    pub violations: Family<ViolationLabels, Gauge>,
+    pub generated: Family<KindLabels, Gauge>,
+    pub drift_corrections: Family<KindLabels, Counter>,
+    pub watch_restarts: Family<WatchLabels, Counter>,
+    pub writes: Family<WriteLabels, Counter>,
+    pub leader: Gauge,
+    pub last_success: Family<BaselineLabels, Gauge>,
+    registry: Registry,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("palisade");
+        let m = Metrics {
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(duration_histogram),
+            violations: Family::default(),
+            generated: Family::default(),
+            drift_corrections: Family::default(),
+            watch_restarts: Family::default(),
+            writes: Family::default(),
+            leader: Gauge::default(),
+            last_success: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("reconciles", "Reconciles of a SecurityBaseline", m.reconciles.clone());
+        registry.register("reconcile_errors", "Failed reconciles by error category", m.reconcile_errors.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to reconcile one SecurityBaseline",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "violations",
+            "Current violations by baseline, rule, severity and namespace (empty for cluster-scoped objects)",
+            m.violations.clone(),
+        );
+        registry.register("generated_objects", "Objects generated for a baseline, by kind", m.generated.clone());
+        registry.register(
+            "drift_corrections",
+            "Generated objects restored after another actor changed or deleted them",
+            m.drift_corrections.clone(),
+        );
+        registry.register("watch_restarts", "Watch streams that failed and were restarted", m.watch_restarts.clone());
+        registry.register("api_writes", "Write requests Palisade sent to the API server", m.writes.clone());
+        registry.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
+        registry.register(
+            "last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last successful reconcile of a baseline",
+            m.last_success.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn count_write(&self, kind: &str, verb: &str) {
+        self.writes
+            .get_or_create(&WriteLabels { kind: kind.into(), verb: verb.into() })
+            .inc();
+    }
+}
+
+/// Readiness: set once every cache has synced.
+#[derive(Clone, Default)]
+pub struct Health {
+    ready: Arc<AtomicBool>,
+}
+
+impl Health {
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+fn response(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
+/// A minimal HTTP/1.1 responder: one GET per connection, which is all Prometheus and kubelet probes need.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Health) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let reply = match path {
+                "/metrics" => response(
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    &metrics.encode(),
+                ),
+                "/healthz" => response("200 OK", "text/plain", "ok\n"),
+                "/readyz" if health.is_ready() => response("200 OK", "text/plain", "ready\n"),
+                "/readyz" => response("503 Service Unavailable", "text/plain", "caches not synced\n"),
+                _ => response("404 Not Found", "text/plain", "not found\n"),
+            };
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

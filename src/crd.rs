@@ -160,7 +160,7 @@ pub struct NetworkSpec {
     #[schemars(length(max = 2), extend("x-kubernetes-list-type" = "set"))]
     pub default_deny: Option<Vec<Direction>>,
     /// Allow egress to the cluster DNS (kube-dns in kube-system) so default deny does not break name resolution (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "allowDNS", skip_serializing_if = "Option::is_none")]
     pub allow_dns: Option<bool>,
     /// Allow all traffic between pods of the same namespace (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,7 +175,7 @@ pub struct NetworkSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "size(self.from) + size(self.to) > 0",
+    "rule": "(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) > 0",
     "message": "an allow rule needs at least one peer in from or to",
     "fieldPath": ".from"
 }]))]
@@ -219,11 +219,6 @@ pub struct RbacSpec {
 /// Least-privilege permissions for one service account.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "self.rules.all(r, !('*' in r.verbs) && (!has(r.resources) || !('*' in r.resources)) && (!has(r.apiGroups) || !('*' in r.apiGroups)))",
-    "message": "generated roles must be least-privilege: no '*' in apiGroups, resources or verbs",
-    "fieldPath": ".rules"
-}]))]
 pub struct ServiceAccountRules {
     /// ServiceAccount name (DNS subdomain); the Role and RoleBinding are named `palisade-<name>`.
     #[schemars(
@@ -232,8 +227,49 @@ pub struct ServiceAccountRules {
     )]
     pub name: String,
     /// The only permissions the account gets in each covered namespace.
-    #[schemars(length(min = 1, max = 64))]
-    pub rules: Vec<PolicyRule>,
+    #[schemars(length(min = 1, max = 32))]
+    pub rules: Vec<LeastPrivilegeRule>,
+}
+
+/// One permission of a generated Role. Wildcards (`*`) are rejected: generated roles are least-privilege.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeastPrivilegeRule {
+    /// API groups, e.g. `""` (core) or `apps`. No `*`.
+    #[serde(default)]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 253), regex(pattern = r"^[^*]*$"))
+    )]
+    pub api_groups: Vec<String>,
+    /// Resources, e.g. `configmaps` or `deployments/scale`. No `*`.
+    #[schemars(
+        length(min = 1, max = 32),
+        inner(length(max = 253), regex(pattern = r"^[^*]*$"))
+    )]
+    pub resources: Vec<String>,
+    /// Optional names the rule is limited to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub resource_names: Vec<String>,
+    /// Verbs, e.g. `get`, `list`, `watch`. No `*`.
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 32), regex(pattern = r"^[^*]*$"))
+    )]
+    pub verbs: Vec<String>,
+}
+
+impl LeastPrivilegeRule {
+    pub fn to_policy_rule(&self) -> PolicyRule {
+        PolicyRule {
+            api_groups: Some(self.api_groups.clone()),
+            resources: Some(self.resources.clone()),
+            resource_names: (!self.resource_names.is_empty()).then(|| self.resource_names.clone()),
+            verbs: self.verbs.clone(),
+            non_resource_urls: None,
+        }
+    }
 }
 
 /// A justified exception to one or more rules.

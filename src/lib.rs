@@ -2,8 +2,8 @@
 //! Palisade: a Kubernetes security operator. The [`policy`] engine is pure and shared by the
 //! offline CLI (`palisade audit`, `palisade generate`) and the operator (`palisade run`).
 
-pub mod crd;
 pub mod controller;
+pub mod crd;
 pub mod crdgen;
 pub mod manifest;
 pub mod metrics;

@@ -470,7 +470,10 @@ mod tests {
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(objs.len(), 2);
         assert_eq!((objs[0].1.document, objs[0].1.line), (0, 3));
-        assert_eq!((objs[1].0.as_str(), objs[1].1.document, objs[1].1.line), ("Pod", 1, 9));
+        assert_eq!(
+            (objs[1].0.as_str(), objs[1].1.document, objs[1].1.line),
+            ("Pod", 1, 9)
+        );
     }
 
     #[test]
@@ -483,24 +486,31 @@ mod tests {
 
     #[test]
     fn json_and_flow_style_documents_load() {
-        let (objs, diags) = load("{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"j\"}}\n");
+        let (objs, diags) = load(
+            "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"j\"}}\n",
+        );
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(objs[0].0, "Namespace");
     }
 
     #[test]
     fn missing_kind_and_syntax_errors_are_diagnosed_not_panicked() {
-        let (_, diags) = load("apiVersion: v1\nmetadata: {name: a}\n---\n: : :\n  - [\n---\nkind: Pod\n");
+        let (_, diags) =
+            load("apiVersion: v1\nmetadata: {name: a}\n---\n: : :\n  - [\n---\nkind: Pod\n");
         let msgs: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         assert_eq!(diags.len(), 3, "{msgs:?}");
         assert!(msgs[0].contains("missing field `kind`"), "{msgs:?}");
-        assert!(msgs[0].starts_with("error: f.yaml:1 (document 0)"), "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("error: f.yaml:1 (document 0)"),
+            "{msgs:?}"
+        );
         assert!(msgs[2].contains("missing field `apiVersion`"), "{msgs:?}");
     }
 
     #[test]
     fn unsupported_api_versions_are_skipped() {
-        let (objs, diags) = load("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old}\n");
+        let (objs, diags) =
+            load("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old}\n");
         assert!(objs.is_empty());
         assert_eq!(diags[0].severity, Severity::Skipped);
         assert!(diags[0].message.contains("extensions/v1beta1 Deployment"));

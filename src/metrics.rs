@@ -66,7 +66,9 @@ pub struct Metrics {
 }
 
 fn duration_histogram() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
 }
 
 impl Default for Metrics {
@@ -85,8 +87,16 @@ impl Default for Metrics {
             last_success: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("reconciles", "Reconciles of a SecurityBaseline", m.reconciles.clone());
-        registry.register("reconcile_errors", "Failed reconciles by error category", m.reconcile_errors.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of a SecurityBaseline",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by error category",
+            m.reconcile_errors.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Time to reconcile one SecurityBaseline",
@@ -97,15 +107,31 @@ impl Default for Metrics {
             "Current violations by baseline, rule, severity and namespace (empty for cluster-scoped objects)",
             m.violations.clone(),
         );
-        registry.register("generated_objects", "Objects generated for a baseline, by kind", m.generated.clone());
+        registry.register(
+            "generated_objects",
+            "Objects generated for a baseline, by kind",
+            m.generated.clone(),
+        );
         registry.register(
             "drift_corrections",
             "Generated objects restored after another actor changed or deleted them",
             m.drift_corrections.clone(),
         );
-        registry.register("watch_restarts", "Watch streams that failed and were restarted", m.watch_restarts.clone());
-        registry.register("api_writes", "Write requests Palisade sent to the API server", m.writes.clone());
-        registry.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
+        registry.register(
+            "watch_restarts",
+            "Watch streams that failed and were restarted",
+            m.watch_restarts.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "Write requests Palisade sent to the API server",
+            m.writes.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            m.leader.clone(),
+        );
         registry.register(
             "last_successful_reconcile_timestamp_seconds",
             "Unix time of the last successful reconcile of a baseline",
@@ -125,7 +151,10 @@ impl Metrics {
 
     pub fn count_write(&self, kind: &str, verb: &str) {
         self.writes
-            .get_or_create(&WriteLabels { kind: kind.into(), verb: verb.into() })
+            .get_or_create(&WriteLabels {
+                kind: kind.into(),
+                verb: verb.into(),
+            })
             .inc();
     }
 }
@@ -157,12 +186,19 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
 /// A minimal HTTP/1.1 responder: one GET per connection, which is all Prometheus and kubelet probes need.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Health) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = metrics.clone();
         let health = health.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await {
+            let n = match tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                stream.read(&mut buf),
+            )
+            .await
+            {
                 Ok(Ok(n)) => n,
                 _ => return,
             };
@@ -176,7 +212,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Health)
                 ),
                 "/healthz" => response("200 OK", "text/plain", "ok\n"),
                 "/readyz" if health.is_ready() => response("200 OK", "text/plain", "ready\n"),
-                "/readyz" => response("503 Service Unavailable", "text/plain", "caches not synced\n"),
+                "/readyz" => response(
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "caches not synced\n",
+                ),
                 _ => response("404 Not Found", "text/plain", "not found\n"),
             };
             let _ = stream.write_all(reply.as_bytes()).await;

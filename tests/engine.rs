@@ -20,7 +20,12 @@ fn baseline(spec_yaml: &str) -> CompiledBaseline {
 fn audit(b: &CompiledBaseline, manifests: &str) -> AuditReport {
     let mut auditor = Auditor::new(b);
     let mut diags = vec![];
-    manifest::load_str("test.yaml", manifests, &mut |o, s| auditor.add(o, Some(&s)), &mut diags);
+    manifest::load_str(
+        "test.yaml",
+        manifests,
+        &mut |o, s| auditor.add(o, Some(&s)),
+        &mut diags,
+    );
     assert!(diags.is_empty(), "{diags:?}");
     auditor.finish()
 }
@@ -79,8 +84,12 @@ fn writable_root_fs_is_reported_per_container_including_init_and_ephemeral() {
         ]
     );
     // Switched off in the baseline: nothing.
-    let off = baseline("podSecurity: {readOnlyRootFilesystem: false}\nnetwork: {defaultDeny: []}\n");
-    assert!(audit(&off, &m).findings.iter().all(|f| f.rule != Rule::ReadOnlyRootFs));
+    let off =
+        baseline("podSecurity: {readOnlyRootFilesystem: false}\nnetwork: {defaultDeny: []}\n");
+    assert!(audit(&off, &m)
+        .findings
+        .iter()
+        .all(|f| f.rule != Rule::ReadOnlyRootFs));
 }
 
 #[test]
@@ -89,7 +98,13 @@ fn token_automount_is_decided_by_pod_then_service_account() {
     let b = baseline(NO_NETWORK);
     // The pod is silent and its ServiceAccount too: the token is mounted.
     let r = audit(&b, &silent);
-    assert_eq!(rules_for(&r, "silent"), [(Rule::AutomountToken, "spec.automountServiceAccountToken".to_string())]);
+    assert_eq!(
+        rules_for(&r, "silent"),
+        [(
+            Rule::AutomountToken,
+            "spec.automountServiceAccountToken".to_string()
+        )]
+    );
     // The ServiceAccount (even when it comes after the pod) disables automount: fine.
     let sa = "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: worker, namespace: app}\nautomountServiceAccountToken: false\n";
     assert!(audit(&b, &format!("{silent}{sa}")).findings.is_empty());
@@ -97,7 +112,10 @@ fn token_automount_is_decided_by_pod_then_service_account() {
     let other = sa.replace("namespace: app", "namespace: other");
     assert_eq!(audit(&b, &format!("{silent}{other}")).findings.len(), 1);
     // The pod explicitly opting in is reported, unless the baseline declares the account.
-    let opt_in = pod("optin").replace("automountServiceAccountToken: false", "automountServiceAccountToken: true");
+    let opt_in = pod("optin").replace(
+        "automountServiceAccountToken: false",
+        "automountServiceAccountToken: true",
+    );
     assert_eq!(audit(&b, &opt_in).findings.len(), 1);
     let declared = baseline("network: {defaultDeny: []}\nrbac: {serviceAccounts: [{name: worker, rules: [{apiGroups: [''], resources: [configmaps], verbs: [get]}]}]}\n");
     assert!(audit(&declared, &opt_in).findings.is_empty());
@@ -106,12 +124,21 @@ fn token_automount_is_decided_by_pod_then_service_account() {
 #[test]
 fn default_service_account_and_sandbox() {
     let b = baseline("network: {defaultDeny: []}\npodSecurity: {sandbox: {workloadSelector: {matchLabels: {trust: untrusted}}, runtimeClassNames: [gvisor, kata]}}\n");
-    let m = pod("u").replace("labels: {app: u}", "labels: {app: u, trust: untrusted}").replace("  serviceAccountName: worker\n", "");
+    let m = pod("u")
+        .replace("labels: {app: u}", "labels: {app: u, trust: untrusted}")
+        .replace("  serviceAccountName: worker\n", "");
     let r = audit(&b, &m);
     let rules: Vec<Rule> = rules_for(&r, "u").into_iter().map(|(r, _)| r).collect();
     assert_eq!(rules, [Rule::SandboxRuntime, Rule::DefaultServiceAccount]);
-    let sandboxed = m.replace("spec:\n", "spec:\n  runtimeClassName: kata\n  serviceAccountName: worker\n");
-    assert!(audit(&b, &sandboxed).findings.is_empty(), "{:?}", audit(&b, &sandboxed).findings);
+    let sandboxed = m.replace(
+        "spec:\n",
+        "spec:\n  runtimeClassName: kata\n  serviceAccountName: worker\n",
+    );
+    assert!(
+        audit(&b, &sandboxed).findings.is_empty(),
+        "{:?}",
+        audit(&b, &sandboxed).findings
+    );
 }
 
 #[test]
@@ -126,14 +153,29 @@ fn findings_point_at_the_owner_not_each_replica() {
 #[test]
 fn namespace_scope_follows_the_selector_and_exclusions() {
     let b = baseline("namespaceSelector: {matchLabels: {team: a}}\nexcludeNamespaces: [a-skip]\n");
-    let ns = |name: &str, team: &str| format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{team: {team}}}}}\n");
-    let m = format!("{}{}{}---{}", ns("a1", "a"), ns("a-skip", "a"), ns("b1", "b"), pod("p").replace("namespace: app", "namespace: b1").replace("allowPrivilegeEscalation: false", "privileged: true"));
+    let ns = |name: &str, team: &str| {
+        format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{team: {team}}}}}\n")
+    };
+    let m = format!(
+        "{}{}{}---{}",
+        ns("a1", "a"),
+        ns("a-skip", "a"),
+        ns("b1", "b"),
+        pod("p")
+            .replace("namespace: app", "namespace: b1")
+            .replace("allowPrivilegeEscalation: false", "privileged: true")
+    );
     let r = audit(&b, &m);
     assert_eq!(r.namespaces, ["a1"]);
     let objects: Vec<String> = r.findings.iter().map(|f| f.object.to_string()).collect();
-    assert_eq!(objects, ["Namespace/a1"], "only a1 lacks default deny; b1's pod is out of scope");
+    assert_eq!(
+        objects,
+        ["Namespace/a1"],
+        "only a1 lacks default deny; b1's pod is out of scope"
+    );
     // Selecting by name works without a Namespace object, via kubernetes.io/metadata.name.
-    let by_name = baseline("namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: app}}\n");
+    let by_name =
+        baseline("namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: app}}\n");
     assert_eq!(audit(&by_name, &pod("x")).namespaces, ["app"]);
 }
 
@@ -142,7 +184,11 @@ fn default_deny_is_recognised_per_direction() {
     let b = baseline("");
     let ingress_only = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: d, namespace: app}\nspec: {podSelector: {}}\n";
     let r = audit(&b, &format!("{}---\n{ingress_only}", pod("p")));
-    let f: Vec<_> = r.findings.iter().filter(|f| f.rule == Rule::NoDefaultDeny).collect();
+    let f: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::NoDefaultDeny)
+        .collect();
     assert_eq!(f.len(), 1);
     assert!(f[0].message.contains("for Egress"), "{}", f[0].message);
 }
@@ -152,31 +198,62 @@ fn exemptions_match_rule_namespace_names_and_labels_until_they_expire() {
     let spec = |expires: &str| {
         format!("network: {{defaultDeny: []}}\nexemptions:\n- rules: [pss.privileged]\n  namespaces: [app]\n  workloadSelector: {{matchLabels: {{app: legacy}}}}\n  reason: vendor needs it, SEC-1\n  expires: \"{expires}\"\n")
     };
-    let legacy = pod("legacy").replace("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: false, privileged: true");
+    let legacy = pod("legacy").replace(
+        "allowPrivilegeEscalation: false",
+        "allowPrivilegeEscalation: false, privileged: true",
+    );
     let other = legacy.replace("legacy", "other");
     let valid = baseline(&spec("2028-01-01T00:00:00Z"));
     let r = audit(&valid, &format!("{legacy}---{other}"));
     assert!(rules_for(&r, "legacy").is_empty());
-    assert_eq!(rules_for(&r, "other").len(), 1, "labels differ: not exempted");
+    assert_eq!(
+        rules_for(&r, "other").len(),
+        1,
+        "labels differ: not exempted"
+    );
     assert_eq!(r.exempted, 1);
     let expired = baseline(&spec("2026-06-01T00:00:00Z"));
     let r = audit(&expired, &legacy);
     assert_eq!(rules_for(&r, "legacy").len(), 1);
-    assert_eq!(rules_for(&r, "test"), [(Rule::ExemptionExpired, "spec.exemptions[0].expires".to_string())]);
+    assert_eq!(
+        rules_for(&r, "test"),
+        [(
+            Rule::ExemptionExpired,
+            "spec.exemptions[0].expires".to_string()
+        )]
+    );
     assert_eq!(expired.next_expiry(now()), None);
-    assert_eq!(valid.next_expiry(now()), Some("2028-01-01T00:00:00Z".parse().unwrap()));
+    assert_eq!(
+        valid.next_expiry(now()),
+        Some("2028-01-01T00:00:00Z".parse().unwrap())
+    );
 }
 
 #[test]
 fn invalid_baselines_are_rejected_with_the_field() {
     let spec = |y: &str| serde_yaml_ng::from_str::<SecurityBaselineSpec>(y).unwrap();
     let err = |y: &str| CompiledBaseline::compile("b", &spec(y), now()).unwrap_err();
-    assert!(matches!(err("podSecurity: {version: v1.x}"), BaselineError::Version(_)));
-    assert_eq!(err("exemptions: [{rules: [pss.privileged], reason: '  '}]"), BaselineError::MissingReason(0));
-    assert_eq!(err("network: {allow: [{name: x, podSelector: {}}]}"), BaselineError::AllowWithoutPeers(0));
+    assert!(matches!(
+        err("podSecurity: {version: v1.x}"),
+        BaselineError::Version(_)
+    ));
+    assert_eq!(
+        err("exemptions: [{rules: [pss.privileged], reason: '  '}]"),
+        BaselineError::MissingReason(0)
+    );
+    assert_eq!(
+        err("network: {allow: [{name: x, podSelector: {}}]}"),
+        BaselineError::AllowWithoutPeers(0)
+    );
     let sel = err("namespaceSelector: {matchExpressions: [{key: a, operator: Has}]}").to_string();
-    assert!(sel.starts_with("spec.namespaceSelector.matchExpressions[0]"), "{sel}");
-    assert!(serde_yaml_ng::from_str::<SecurityBaselineSpec>("exemptions: [{rules: [pss.nope], reason: r}]").is_err());
+    assert!(
+        sel.starts_with("spec.namespaceSelector.matchExpressions[0]"),
+        "{sel}"
+    );
+    assert!(serde_yaml_ng::from_str::<SecurityBaselineSpec>(
+        "exemptions: [{rules: [pss.nope], reason: r}]"
+    )
+    .is_err());
 }
 
 #[test]
@@ -196,20 +273,49 @@ podSecurity: {level: baseline, version: v1.30}
     );
     let a = desired::namespace_objects("shop", &b, None);
     assert_eq!(a, desired::namespace_objects("shop", &b, None));
-    let names: Vec<&str> = a.network_policies.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect();
+    let names: Vec<&str> = a
+        .network_policies
+        .iter()
+        .map(|p| p.metadata.name.as_deref().unwrap())
+        .collect();
     // Egress is not denied, so no DNS allowance is needed.
-    assert_eq!(names, ["palisade-default-deny", "palisade-allow-same-namespace", "palisade-allow-web"]);
+    assert_eq!(
+        names,
+        [
+            "palisade-default-deny",
+            "palisade-allow-same-namespace",
+            "palisade-allow-web"
+        ]
+    );
     let deny = a.network_policies[0].spec.as_ref().unwrap();
-    assert_eq!(deny.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+    assert_eq!(
+        deny.policy_types.as_deref(),
+        Some(&["Ingress".to_string()][..])
+    );
     let labels = a.network_policies[2].metadata.labels.as_ref().unwrap();
     assert_eq!(labels["app.kubernetes.io/managed-by"], "palisade");
     assert_eq!(labels["palisade.dev/baseline"], "test");
-    assert_eq!(a.namespace_labels["pod-security.kubernetes.io/enforce"], "baseline");
-    assert_eq!(a.namespace_labels["pod-security.kubernetes.io/enforce-version"], "v1.30");
+    assert_eq!(
+        a.namespace_labels["pod-security.kubernetes.io/enforce"],
+        "baseline"
+    );
+    assert_eq!(
+        a.namespace_labels["pod-security.kubernetes.io/enforce-version"],
+        "v1.30"
+    );
     assert!(a.roles.is_empty());
     let c = desired::cluster_objects(&b, None);
     assert_eq!(c.admission_policies.len(), 1);
-    let exprs: Vec<String> = c.admission_policies[0].spec.as_ref().unwrap().validations.as_ref().unwrap().iter().map(|v| v.expression.clone()).collect();
+    let exprs: Vec<String> = c.admission_policies[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .validations
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|v| v.expression.clone())
+        .collect();
     assert_eq!(exprs.len(), 3, "read-only root fs, automount, default SA");
 }
 

@@ -37,10 +37,29 @@ pub fn load(path: Option<&str>, now: Timestamp) -> Result<CompiledBaseline, Stri
 
 fn parse(path: &str, text: &str) -> Result<SecurityBaseline, String> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let b: SecurityBaseline = serde_path_to_error::deserialize(de).map_err(|e| {
+    // The API server rejects unknown fields (strict field validation); so does the offline reader,
+    // or a typo like `allowDns` would silently fall back to a default.
+    let mut unknown = Vec::new();
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let tracked = serde_ignored::Deserializer::new(de, &mut record);
+    let b: SecurityBaseline = serde_path_to_error::deserialize(tracked).map_err(|e| {
         let field = e.path().to_string();
         format!("{path}: {field}: {}", e.into_inner())
     })?;
+    // The generated type reads apiVersion/kind itself; check them here.
+    unknown.retain(|p| p != "apiVersion" && p != "kind");
+    let meta: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("{path}: {e}"))?;
+    if meta.get("kind").and_then(|k| k.as_str()) != Some("SecurityBaseline")
+        || meta.get("apiVersion").and_then(|k| k.as_str()) != Some("palisade.dev/v1alpha1")
+    {
+        return Err(format!(
+            "{path}: kind: want apiVersion palisade.dev/v1alpha1, kind SecurityBaseline"
+        ));
+    }
+    if let Some(field) = unknown.first() {
+        return Err(format!("{path}: {field}: unknown field"));
+    }
     if b.metadata.name.as_deref().unwrap_or("").is_empty() {
         return Err(format!(
             "{path}: metadata.name: a SecurityBaseline needs a name"

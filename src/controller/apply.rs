@@ -82,13 +82,21 @@ where
     let api = K::api(client, wanted.meta().namespace.as_deref());
     // force: Palisade is the only rightful manager of these fields; another manager's edit is drift.
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&wanted.name_any(), &params, &Patch::Apply(&body)).await?;
+    api.patch(&wanted.name_any(), &params, &Patch::Apply(&body))
+        .await?;
     metrics.count_write(&kind, "apply");
-    let outcome = if actual.is_some() { Outcome::Updated } else { Outcome::Created };
+    let outcome = if actual.is_some() {
+        Outcome::Updated
+    } else {
+        Outcome::Created
+    };
     if actual.is_some() {
         metrics
             .drift_corrections
-            .get_or_create(&KindLabels { baseline: baseline.into(), kind: kind.clone() })
+            .get_or_create(&KindLabels {
+                baseline: baseline.into(),
+                kind: kind.clone(),
+            })
             .inc();
         tracing::info!(baseline, kind = %kind, name = %wanted.name_any(), namespace = ?wanted.meta().namespace, "restored generated object that differed from the baseline");
     }
@@ -116,7 +124,10 @@ where
     let api = K::api(client, obj.meta().namespace.as_deref());
     let mut dp = DeleteParams::default();
     if let Some(uid) = obj.meta().uid.clone() {
-        dp.preconditions = Some(kube::api::Preconditions { uid: Some(uid), resource_version: None });
+        dp.preconditions = Some(kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        });
     }
     match api.delete(&obj.name_any(), &dp).await {
         Ok(_) => {}
@@ -144,8 +155,14 @@ mod tests {
     #[test]
     fn changed_removed_or_added_list_items_are_drift() {
         let wanted = json!({"spec": {"ports": [{"port": 53}]}});
-        assert!(!is_subset(&wanted, &json!({"spec": {"ports": [{"port": 54}]}})));
+        assert!(!is_subset(
+            &wanted,
+            &json!({"spec": {"ports": [{"port": 54}]}})
+        ));
         assert!(!is_subset(&wanted, &json!({"spec": {}})));
-        assert!(!is_subset(&wanted, &json!({"spec": {"ports": [{"port": 53}, {"port": 80}]}})));
+        assert!(!is_subset(
+            &wanted,
+            &json!({"spec": {"ports": [{"port": 53}, {"port": 80}]}})
+        ));
     }
 }

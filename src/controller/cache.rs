@@ -8,7 +8,9 @@ use crate::metrics::{Metrics, WatchLabels};
 use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::policy::workload::WORKLOAD_KINDS;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, ServiceAccount};
@@ -51,7 +53,16 @@ macro_rules! trim_status {
         }
     )*};
 }
-trim_status!(Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController);
+trim_status!(
+    Pod,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    ReplicationController
+);
 
 impl Trim for Namespace {
     fn trim(&mut self) {
@@ -70,7 +81,15 @@ macro_rules! trim_meta {
         }
     )*};
 }
-trim_meta!(ServiceAccount, NetworkPolicy, Role, ClusterRole, RoleBinding, ClusterRoleBinding, ValidatingAdmissionPolicyBinding);
+trim_meta!(
+    ServiceAccount,
+    NetworkPolicy,
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
+    ValidatingAdmissionPolicyBinding
+);
 
 impl Trim for ValidatingAdmissionPolicy {
     fn trim(&mut self) {
@@ -122,7 +141,11 @@ pub struct Triggers {
     pub admission_bindings: Trigger<ValidatingAdmissionPolicyBinding>,
 }
 
-fn cache<K>(client: &Client, config: watcher::Config, metrics: &Arc<Metrics>) -> (Store<K>, Trigger<K>)
+fn cache<K>(
+    client: &Client,
+    config: watcher::Config,
+    metrics: &Arc<Metrics>,
+) -> (Store<K>, Trigger<K>)
 where
     K: Resource<DynamicType = ()> + Trim + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -138,7 +161,10 @@ where
         .inspect(move |r| {
             if let Err(e) = r {
                 tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
-                metrics.watch_restarts.get_or_create(&WatchLabels { kind: kind.clone() }).inc();
+                metrics
+                    .watch_restarts
+                    .get_or_create(&WatchLabels { kind: kind.clone() })
+                    .inc();
             }
         });
     (reader, Box::pin(stream))
@@ -185,9 +211,23 @@ impl Caches {
             ($($f:ident),*) => { $( self.$f.wait_until_ready().await?; )* };
         }
         wait!(
-            namespaces, pods, deployments, replica_sets, stateful_sets, daemon_sets, jobs, cron_jobs,
-            replication_controllers, service_accounts, network_policies, roles, cluster_roles,
-            role_bindings, cluster_role_bindings, admission_policies, admission_bindings
+            namespaces,
+            pods,
+            deployments,
+            replica_sets,
+            stateful_sets,
+            daemon_sets,
+            jobs,
+            cron_jobs,
+            replication_controllers,
+            service_accounts,
+            network_policies,
+            roles,
+            cluster_roles,
+            role_bindings,
+            cluster_role_bindings,
+            admission_policies,
+            admission_bindings
         );
         Ok(())
     }

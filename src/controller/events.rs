@@ -53,7 +53,10 @@ impl EventMemory {
                 continue; // not remembered: it is warned about on a later reconcile
             }
             if changed {
-                let api_version = WORKLOAD_API.iter().find(|(k, _)| *k == obj.kind).map(|(_, v)| *v);
+                let api_version = WORKLOAD_API
+                    .iter()
+                    .find(|(k, _)| *k == obj.kind)
+                    .map(|(_, v)| *v);
                 out.push(Warning {
                     object: ObjectReference {
                         api_version: api_version.map(str::to_string),
@@ -75,7 +78,10 @@ impl EventMemory {
     }
 
     pub fn forget(&self, baseline: &str) {
-        self.last.lock().expect("event memory lock poisoned").remove(baseline);
+        self.last
+            .lock()
+            .expect("event memory lock poisoned")
+            .remove(baseline);
     }
 }
 
@@ -93,7 +99,13 @@ pub async fn warn(recorder: &Recorder, w: &Warning) {
 }
 
 pub async fn normal(recorder: &Recorder, baseline: &ObjectReference, reason: &str, note: String) {
-    let ev = Event { type_: EventType::Normal, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     if let Err(e) = recorder.publish(&ev, baseline).await {
         tracing::warn!(error = %e, "could not publish event");
     }

@@ -29,7 +29,10 @@ enum Attempt {
 
 impl Elector {
     pub fn new(client: Client, cfg: LeaderConfig) -> Self {
-        Elector { api: Api::namespaced(client, &cfg.namespace), cfg }
+        Elector {
+            api: Api::namespaced(client, &cfg.namespace),
+            cfg,
+        }
     }
 
     fn spec(&self, now: Timestamp, acquire: Option<Timestamp>, transitions: i32) -> LeaseSpec {
@@ -50,7 +53,10 @@ impl Elector {
         let existing = self.api.get_opt(&self.cfg.name).await?;
         let Some(lease) = existing else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.cfg.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.cfg.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(self.spec(now, Some(now), 0)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -69,13 +75,20 @@ impl Elector {
             return Ok(Attempt::HeldByOther);
         }
         let (acquire, transitions) = if holder == self.cfg.identity {
-            (spec.acquire_time.map(|t| t.0), spec.lease_transitions.unwrap_or(0))
+            (
+                spec.acquire_time.map(|t| t.0),
+                spec.lease_transitions.unwrap_or(0),
+            )
         } else {
             (Some(now), spec.lease_transitions.unwrap_or(0) + 1)
         };
         let mut updated = lease.clone();
         updated.spec = Some(self.spec(now, acquire, transitions));
-        match self.api.replace(&self.cfg.name, &PostParams::default(), &updated).await {
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &updated)
+            .await
+        {
             Ok(_) => Ok(Attempt::Acquired),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther),
             Err(e) => Err(e),
@@ -123,7 +136,14 @@ impl Elector {
         let patch = serde_json::json!({"spec": {"holderIdentity": null, "renewTime": null}});
         if let Ok(Some(l)) = self.api.get_opt(&self.cfg.name).await {
             if l.spec.and_then(|s| s.holder_identity).as_deref() == Some(&self.cfg.identity) {
-                let _ = self.api.patch(&self.cfg.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                let _ = self
+                    .api
+                    .patch(
+                        &self.cfg.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await;
             }
         }
     }

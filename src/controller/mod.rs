@@ -56,11 +56,17 @@ type BaselineRef = ObjectRef<DeserializeGuard<SecurityBaseline>>;
 
 impl Index {
     fn all(&self) -> Vec<BaselineRef> {
-        self.baselines.state().iter().map(|b| ObjectRef::new(&b.name_any())).collect()
+        self.baselines
+            .state()
+            .iter()
+            .map(|b| ObjectRef::new(&b.name_any()))
+            .collect()
     }
 
     fn for_object<K: Resource>(&self, obj: &K) -> Vec<BaselineRef> {
-        let Some(ns) = obj.meta().namespace.as_deref() else { return self.all() };
+        let Some(ns) = obj.meta().namespace.as_deref() else {
+            return self.all();
+        };
         let labels = self
             .namespaces
             .get(&ObjectRef::new(ns))
@@ -75,7 +81,8 @@ impl Index {
             .filter(|b| {
                 let name = b.name_any();
                 generated_for == Some(&name)
-                    || CompiledBaseline::compile(&name, &b.spec, now).is_ok_and(|c| c.covers_namespace(ns, &labels))
+                    || CompiledBaseline::compile(&name, &b.spec, now)
+                        .is_ok_and(|c| c.covers_namespace(ns, &labels))
             })
             .map(|b| ObjectRef::new(&b.name_any()))
             .collect()
@@ -109,7 +116,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     tracing::info!(addr = %opts.metrics_addr, "serving /metrics, /healthz, /readyz");
     tokio::spawn(metrics::serve(listener, metrics.clone(), health.clone()));
 
-    let elector = opts.leader.clone().map(|cfg| leader::Elector::new(client.clone(), cfg));
+    let elector = opts
+        .leader
+        .clone()
+        .map(|cfg| leader::Elector::new(client.clone(), cfg));
     if let Some(e) = &elector {
         // A standby is healthy and ready for its role: waiting for the lease.
         health.set_ready();
@@ -124,7 +134,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let api: Api<DeserializeGuard<SecurityBaseline>> = Api::all(client.clone());
     let ctl = Controller::new(api, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().debounce(opts.debounce));
-    let index = Index { baselines: ctl.store(), namespaces: caches.namespaces.clone() };
+    let index = Index {
+        baselines: ctl.store(),
+        namespaces: caches.namespaces.clone(),
+    };
     macro_rules! watch_all {
         ($ctl:expr, $($t:ident),*) => {{
             let mut c = $ctl;
@@ -138,9 +151,23 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let i = index.clone();
     let ctl = ctl.watches_stream(triggers.namespaces, move |_| i.all());
     let ctl = watch_all!(
-        ctl, pods, deployments, replica_sets, stateful_sets, daemon_sets, jobs, cron_jobs,
-        replication_controllers, service_accounts, network_policies, roles, cluster_roles,
-        role_bindings, cluster_role_bindings, admission_policies, admission_bindings
+        ctl,
+        pods,
+        deployments,
+        replica_sets,
+        stateful_sets,
+        daemon_sets,
+        jobs,
+        cron_jobs,
+        replication_controllers,
+        service_accounts,
+        network_policies,
+        roles,
+        cluster_roles,
+        role_bindings,
+        cluster_role_bindings,
+        admission_policies,
+        admission_bindings
     );
 
     let ctx = Arc::new(reconcile::Context {
@@ -148,7 +175,13 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         caches: caches.clone(),
         baselines: index.baselines.clone(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), Reporter { controller: "palisade".into(), instance: Some(identity()) }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "palisade".into(),
+                instance: Some(identity()),
+            },
+        ),
         events: Default::default(),
         exported: Default::default(),
         failures: Default::default(),

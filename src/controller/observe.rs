@@ -44,7 +44,12 @@ pub fn ownership(
     namespaces: &[Arc<Namespace>],
     others: &[(Arc<SecurityBaseline>, CompiledBaseline)],
 ) -> Ownership {
-    let key = |b: &SecurityBaseline| (b.metadata.creation_timestamp.clone().map(|t| t.0), b.name_any());
+    let key = |b: &SecurityBaseline| {
+        (
+            b.metadata.creation_timestamp.clone().map(|t| t.0),
+            b.name_any(),
+        )
+    };
     let mut owned = BTreeSet::new();
     let mut conflicts = Vec::new();
     if compiled.settings.enforcement != Enforcement::Enforce {
@@ -121,7 +126,8 @@ pub fn audit(
     namespaced!(service_accounts => ServiceAccount, roles => Role, role_bindings => RoleBinding);
     for np in caches.network_policies.state() {
         let ns = np.metadata.namespace.as_deref();
-        let replaced = ns.is_some_and(|ns| owned.contains(ns)) && is_generated_by(np.labels(), &compiled.name);
+        let replaced =
+            ns.is_some_and(|ns| owned.contains(ns)) && is_generated_by(np.labels(), &compiled.name);
         if in_scope(ns) && !replaced {
             auditor.add(Object::NetworkPolicy((*np).clone()), None);
         }

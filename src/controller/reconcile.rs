@@ -44,9 +44,17 @@ pub struct Context {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("applying {kind} {name}: {source}")]
-    Apply { kind: String, name: String, source: kube::Error },
+    Apply {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("pruning {kind} {name}: {source}")]
-    Prune { kind: String, name: String, source: kube::Error },
+    Prune {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("writing status: {0}")]
     Status(kube::Error),
 }
@@ -80,13 +88,29 @@ fn key<K: Resource>(o: &K) -> (Option<String>, String) {
 macro_rules! converge {
     ($ctx:expr, $b:expr, $uid:expr, $store:ident, $wanted:expr, $counter:expr, $changes:expr) => {{
         let wanted = $wanted;
-        let cached: HashMap<_, _> = $ctx.caches.$store.state().into_iter().map(|o| (key(&*o), o)).collect();
+        let cached: HashMap<_, _> = $ctx
+            .caches
+            .$store
+            .state()
+            .into_iter()
+            .map(|o| (key(&*o), o))
+            .collect();
         let mut keep = BTreeSet::new();
         for w in &wanted {
             let k = key(w);
-            let outcome = apply::apply(&$ctx.client, &$ctx.metrics, &$b.name, w, cached.get(&k).map(|a| &**a))
-                .await
-                .map_err(|source| Error::Apply { kind: kind_of(w), name: w.name_any(), source })?;
+            let outcome = apply::apply(
+                &$ctx.client,
+                &$ctx.metrics,
+                &$b.name,
+                w,
+                cached.get(&k).map(|a| &**a),
+            )
+            .await
+            .map_err(|source| Error::Apply {
+                kind: kind_of(w),
+                name: w.name_any(),
+                source,
+            })?;
             if outcome != Outcome::Unchanged {
                 $changes.push(format!("{:?} {} {}", outcome, kind_of(w), display(&k)));
             }
@@ -96,7 +120,11 @@ macro_rules! converge {
             if !keep.contains(k) && generated_by(&**o, &$b.name, $uid) {
                 apply::prune(&$ctx.client, &$ctx.metrics, &**o)
                     .await
-                    .map_err(|source| Error::Prune { kind: kind_of(&**o), name: o.name_any(), source })?;
+                    .map_err(|source| Error::Prune {
+                        kind: kind_of(&**o),
+                        name: o.name_any(),
+                        source,
+                    })?;
                 $changes.push(format!("Pruned {} {}", kind_of(&**o), display(k)));
             }
         }
@@ -115,7 +143,10 @@ fn display(k: &(Option<String>, String)) -> String {
     }
 }
 
-pub async fn reconcile(guard: Arc<DeserializeGuard<SecurityBaseline>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<SecurityBaseline>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let b = match &guard.0 {
         Ok(b) => b,
         Err(invalid) => {
@@ -125,7 +156,9 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<SecurityBaseline>>, ctx: Arc<
     };
     let name = b.name_any();
     let started = std::time::Instant::now();
-    let labels = BaselineLabels { baseline: name.clone() };
+    let labels = BaselineLabels {
+        baseline: name.clone(),
+    };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
     let result = reconcile_valid(b, &ctx).await;
     ctx.metrics
@@ -134,7 +167,10 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<SecurityBaseline>>, ctx: Arc<
         .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.failures.lock().expect("lock").remove(&name);
-        ctx.metrics.last_success.get_or_create(&labels).set(Timestamp::now().as_second());
+        ctx.metrics
+            .last_success
+            .get_or_create(&labels)
+            .set(Timestamp::now().as_second());
     }
     result
 }
@@ -157,7 +193,11 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         .state()
         .into_iter()
         .filter_map(|g| g.0.as_ref().ok().map(|o| Arc::new(o.clone())))
-        .filter_map(|o| CompiledBaseline::compile(&o.name_any(), &o.spec, now).ok().map(|c| (o, c)))
+        .filter_map(|o| {
+            CompiledBaseline::compile(&o.name_any(), &o.spec, now)
+                .ok()
+                .map(|c| (o, c))
+        })
         .collect();
     let ownership = observe::ownership(b, &compiled, &namespaces, &others);
     let owner = owner_ref(b);
@@ -166,25 +206,92 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
     let per_ns: BTreeMap<String, NamespaceObjects> = ownership
         .owned
         .iter()
-        .map(|ns| (ns.clone(), desired::namespace_objects(ns, &compiled, owner.as_ref())))
+        .map(|ns| {
+            (
+                ns.clone(),
+                desired::namespace_objects(ns, &compiled, owner.as_ref()),
+            )
+        })
         .collect();
     let enforce = compiled.settings.enforcement == Enforcement::Enforce;
-    let cluster = if enforce { desired::cluster_objects(&compiled, owner.as_ref()) } else { ClusterObjects::default() };
+    let cluster = if enforce {
+        desired::cluster_objects(&compiled, owner.as_ref())
+    } else {
+        ClusterObjects::default()
+    };
 
     // Evaluate against the state this reconcile converges to.
-    let desired_policies: Vec<_> = per_ns.values().flat_map(|o| o.network_policies.iter().cloned()).collect();
-    let report = observe::audit(&ctx.caches, &compiled, &namespaces, desired_policies, &ownership.owned);
+    let desired_policies: Vec<_> = per_ns
+        .values()
+        .flat_map(|o| o.network_policies.iter().cloned())
+        .collect();
+    let report = observe::audit(
+        &ctx.caches,
+        &compiled,
+        &namespaces,
+        desired_policies,
+        &ownership.owned,
+    );
 
     // Apply + prune.
     let mut changes = Vec::new();
     let mut generated = GeneratedCounts::default();
     let applied = async {
-        converge!(ctx, compiled, &uid, network_policies, per_ns.values().flat_map(|o| o.network_policies.clone()).collect::<Vec<_>>(), generated.network_policies, changes);
-        converge!(ctx, compiled, &uid, roles, per_ns.values().flat_map(|o| o.roles.clone()).collect::<Vec<_>>(), generated.roles, changes);
-        converge!(ctx, compiled, &uid, role_bindings, per_ns.values().flat_map(|o| o.role_bindings.clone()).collect::<Vec<_>>(), generated.role_bindings, changes);
-        converge!(ctx, compiled, &uid, admission_policies, cluster.admission_policies.clone(), generated.admission_policies, changes);
+        converge!(
+            ctx,
+            compiled,
+            &uid,
+            network_policies,
+            per_ns
+                .values()
+                .flat_map(|o| o.network_policies.clone())
+                .collect::<Vec<_>>(),
+            generated.network_policies,
+            changes
+        );
+        converge!(
+            ctx,
+            compiled,
+            &uid,
+            roles,
+            per_ns
+                .values()
+                .flat_map(|o| o.roles.clone())
+                .collect::<Vec<_>>(),
+            generated.roles,
+            changes
+        );
+        converge!(
+            ctx,
+            compiled,
+            &uid,
+            role_bindings,
+            per_ns
+                .values()
+                .flat_map(|o| o.role_bindings.clone())
+                .collect::<Vec<_>>(),
+            generated.role_bindings,
+            changes
+        );
+        converge!(
+            ctx,
+            compiled,
+            &uid,
+            admission_policies,
+            cluster.admission_policies.clone(),
+            generated.admission_policies,
+            changes
+        );
         let mut _bindings = 0;
-        converge!(ctx, compiled, &uid, admission_bindings, cluster.admission_bindings.clone(), _bindings, changes);
+        converge!(
+            ctx,
+            compiled,
+            &uid,
+            admission_bindings,
+            cluster.admission_bindings.clone(),
+            _bindings,
+            changes
+        );
         generated.labelled_namespaces = namespace_labels(ctx, &name, &per_ns, &mut changes).await?;
         Ok::<(), Error>(())
     }
@@ -197,7 +304,13 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         ("ValidatingAdmissionPolicy", generated.admission_policies),
         ("Namespace", generated.labelled_namespaces),
     ] {
-        ctx.metrics.generated.get_or_create(&KindLabels { baseline: name.clone(), kind: kind.into() }).set(n as i64);
+        ctx.metrics
+            .generated
+            .get_or_create(&KindLabels {
+                baseline: name.clone(),
+                kind: kind.into(),
+            })
+            .set(n as i64);
     }
     export_violations(ctx, &name, &report);
 
@@ -245,7 +358,10 @@ async fn namespace_labels(
     let mut count = 0;
     for ns in ctx.caches.namespaces.state() {
         let name = ns.name_any();
-        let wanted = per_ns.get(&name).map(|o| &o.namespace_labels).filter(|l| !l.is_empty());
+        let wanted = per_ns
+            .get(&name)
+            .map(|o| &o.namespace_labels)
+            .filter(|l| !l.is_empty());
         let ours = ns.annotations().get(PSA_ANNOTATION).map(String::as_str) == Some(baseline);
         let body = match wanted {
             Some(labels) => {
@@ -259,14 +375,23 @@ async fn namespace_labels(
                     "name": name, "labels": labels, "annotations": {PSA_ANNOTATION: baseline}}})
             }
             // Applying nothing under our field manager removes the labels we set, and only those.
-            None if ours => serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            None if ours => {
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+            }
             None => continue,
         };
         api.patch(&name, &params, &Patch::Apply(&body))
             .await
-            .map_err(|source| Error::Apply { kind: "Namespace".into(), name: name.clone(), source })?;
+            .map_err(|source| Error::Apply {
+                kind: "Namespace".into(),
+                name: name.clone(),
+                source,
+            })?;
         ctx.metrics.count_write("Namespace", "apply");
-        changes.push(format!("{} Pod Security labels on Namespace {name}", if wanted.is_some() { "Set" } else { "Removed" }));
+        changes.push(format!(
+            "{} Pod Security labels on Namespace {name}",
+            if wanted.is_some() { "Set" } else { "Removed" }
+        ));
     }
     Ok(count)
 }
@@ -293,16 +418,24 @@ fn export_violations(ctx: &Context, baseline: &str, report: &crate::policy::audi
     *previous = counts.into_keys().collect();
 }
 
-async fn patch_status(ctx: &Context, name: &str, status: &crate::crd::SecurityBaselineStatus) -> Result<(), Error> {
+async fn patch_status(
+    ctx: &Context,
+    name: &str,
+    status: &crate::crd::SecurityBaselineStatus,
+) -> Result<(), Error> {
     let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
     let body = serde_json::json!({
         "apiVersion": SecurityBaseline::api_version(&()),
         "kind": SecurityBaseline::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::Status)?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::Status)?;
     ctx.metrics.count_write("SecurityBaseline", "status");
     Ok(())
 }
@@ -322,7 +455,11 @@ async fn write_invalid_status(b: &SecurityBaseline, ctx: &Context, why: &str) ->
     status.conditions = vec![cond("Ready", false), cond("Degraded", true)];
     if let Some(prev) = &b.status {
         for c in &mut status.conditions {
-            if let Some(p) = prev.conditions.iter().find(|p| p.type_ == c.type_ && p.status == c.status && p.message == c.message) {
+            if let Some(p) = prev
+                .conditions
+                .iter()
+                .find(|p| p.type_ == c.type_ && p.status == c.status && p.message == c.message)
+            {
                 c.last_transition_time = p.last_transition_time.clone();
             }
         }
@@ -334,11 +471,18 @@ async fn write_invalid_status(b: &SecurityBaseline, ctx: &Context, why: &str) ->
 }
 
 /// Per-baseline exponential backoff: 1s, 2s, 4s, ... up to 5 minutes.
-pub fn error_policy(guard: Arc<DeserializeGuard<SecurityBaseline>>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<SecurityBaseline>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let name = guard.name_any();
     ctx.metrics
         .reconcile_errors
-        .get_or_create(&ErrorLabels { baseline: name.clone(), category: error.category().into() })
+        .get_or_create(&ErrorLabels {
+            baseline: name.clone(),
+            category: error.category().into(),
+        })
         .inc();
     let mut failures = ctx.failures.lock().expect("lock");
     let n = failures.entry(name.clone()).or_insert(0);
@@ -347,4 +491,3 @@ pub fn error_policy(guard: Arc<DeserializeGuard<SecurityBaseline>>, error: &Erro
     tracing::warn!(baseline = %name, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
-

@@ -183,7 +183,7 @@ pub fn namespace_objects(
         let name = format!("palisade-{}", sa.name);
         out.roles.push(Role {
             metadata: m(&name),
-            rules: Some(sa.rules.clone()),
+            rules: Some(sa.rules.iter().map(|r| r.to_policy_rule()).collect()),
         });
         out.role_bindings.push(RoleBinding {
             metadata: m(&name),

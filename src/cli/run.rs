@@ -26,6 +26,9 @@ pub struct RunArgs {
     /// Milliseconds to wait for more changes before reconciling (coalesces bursts).
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
+    /// Reconcile only SecurityBaselines matching this label selector (sharding, tests).
+    #[arg(long)]
+    baseline_selector: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -65,6 +68,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         leader,
         resync: Duration::from_secs(args.resync.max(10)),
         debounce: Duration::from_millis(args.debounce_ms),
+        baseline_selector: args.baseline_selector.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

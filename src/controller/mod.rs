@@ -33,6 +33,7 @@ pub struct RunOptions {
     pub leader: Option<leader::LeaderConfig>,
     pub resync: Duration,
     pub debounce: Duration,
+    pub baseline_selector: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +133,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
 
     let (caches, triggers) = cache::caches(&client, &metrics);
     let api: Api<DeserializeGuard<SecurityBaseline>> = Api::all(client.clone());
-    let ctl = Controller::new(api, watcher::Config::default().any_semantic())
+    let mut baseline_watch = watcher::Config::default().any_semantic();
+    if let Some(sel) = &opts.baseline_selector {
+        baseline_watch = baseline_watch.labels(sel);
+    }
+    let ctl = Controller::new(api, baseline_watch)
         .with_config(controller::Config::default().debounce(opts.debounce));
     let index = Index {
         baselines: ctl.store(),
@@ -195,13 +200,6 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         tokio::spawn(async move {
             holder.hold().await;
             let _ = lost_tx.send(());
-        });
-        tokio::spawn({
-            let metrics = metrics.clone();
-            async move {
-                // Released on graceful shutdown (below) via the same elector.
-                let _ = &metrics;
-            }
         });
         let caches_ready = caches.clone();
         let health_ready = health.clone();

@@ -120,7 +120,7 @@ pub struct Caches {
     pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
 }
 
-/// The trigger streams matching [`Caches`]; they must be polled for the caches to fill.
+/// The trigger streams matching [`Caches`] (changed objects, for mapping to baselines).
 pub struct Triggers {
     pub namespaces: Trigger<Namespace>,
     pub pods: Trigger<Pod>,
@@ -153,24 +153,36 @@ where
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
     let metrics = metrics.clone();
-    let stream = watcher(api, config)
+    let mut stream = watcher(api, config)
         .default_backoff()
         .modify(|o: &mut K| o.trim())
         .reflect(writer)
         .touched_objects()
-        .inspect(move |r| {
-            if let Err(e) = r {
-                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
-                metrics
-                    .watch_restarts
-                    .get_or_create(&WatchLabels { kind: kind.clone() })
-                    .inc();
+        .boxed();
+    // The reflector runs in its own task, so caches keep up with the API server (and recover
+    // after it restarts) however busy the controller is; the controller gets triggers through
+    // a bounded channel.
+    let (tx, rx) = tokio::sync::mpsc::channel::<K>(1024);
+    tokio::spawn(async move {
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(obj) => {
+                    if tx.send(obj).await.is_err() {
+                        return; // controller gone
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
+                    metrics.watch_restarts.get_or_create(&WatchLabels { kind: kind.clone() }).inc();
+                }
             }
-        });
-    (reader, Box::pin(stream))
+        }
+    });
+    let triggers = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|o| (Ok(o), rx)) });
+    (reader, Box::pin(triggers))
 }
 
-/// Starts (lazily: on first poll) a reflector for every kind.
+/// Starts a reflector task for every kind.
 pub fn caches(client: &Client, metrics: &Arc<Metrics>) -> (Caches, Triggers) {
     let all = || watcher::Config::default().any_semantic();
     let generated = || all().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));

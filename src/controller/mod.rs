@@ -252,7 +252,9 @@ async fn run_controller(
                 let caches = caches.clone();
                 async move {
                     // Judge nothing before every cache holds a full list.
+                    tracing::debug!("reconcile: waiting for caches");
                     let _ = caches.wait_synced().await;
+                    tracing::debug!("reconcile: caches synced");
                     reconcile::reconcile(b, ctx).await
                 }
             },

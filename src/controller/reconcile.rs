@@ -165,6 +165,7 @@ pub async fn reconcile(
         .reconcile_duration
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
+    tracing::info!(baseline = %name, ok = result.is_ok(), elapsed_ms = started.elapsed().as_millis() as u64, "reconciled");
     if result.is_ok() {
         ctx.failures.lock().expect("lock").remove(&name);
         ctx.metrics

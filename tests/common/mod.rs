@@ -128,7 +128,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(["run", "--metrics-addr", &addr, "--debounce-ms", "50"])
             .args(extra)
-            .env("PALISADE_LOG", "info,kube=warn")
+            .env("PALISADE_LOG", std::env::var("PALISADE_TEST_OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -189,6 +189,15 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Show what the operator said: the test failed while it ran.
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- operator log ({}) ---", self.log_path().display());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();

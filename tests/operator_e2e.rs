@@ -1,0 +1,921 @@
+//! End-to-end tests of `palisade run` against the real local control plane.
+//!
+//! Every test installs the CRD, creates its own namespaces (label `palisade-test=<id>`) and
+//! baselines (label `palisade-test-id=<id>`), and starts its own operator restricted to them with
+//! `--baseline-selector`, so the tests run in parallel without seeing each other.
+#![cfg(feature = "e2e")]
+
+mod common;
+
+use common::{install_crd, unique, wait_for, Operator, TestNamespace};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use palisade::crd::{SecurityBaseline, SecurityBaselineStatus};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const TEST_LABEL: &str = "palisade-test";
+const ID_LABEL: &str = "palisade-test-id";
+const MANAGED: &str = "app.kubernetes.io/managed-by=palisade";
+const PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+const PSA_ANNOTATION: &str = "palisade.dev/pod-security-labels";
+
+// ------------------------------------------------------------------------------------ helpers
+
+/// An operator for one test; its log is printed when the test fails.
+struct Op {
+    inner: Operator,
+    name: &'static str,
+}
+
+impl Op {
+    fn start(name: &'static str, id: &str, extra: &[&str]) -> Op {
+        let selector = format!("{ID_LABEL}={id}");
+        let mut args = vec!["--baseline-selector", selector.as_str()];
+        args.extend_from_slice(extra);
+        Op {
+            inner: Operator::start(&args),
+            name,
+        }
+    }
+
+    async fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        self.inner.metric(name, labels).await
+    }
+
+    /// Total writes this operator sent (0 when the series does not exist).
+    async fn writes(&self, labels: &[&str]) -> f64 {
+        self.metric("palisade_api_writes_total", labels)
+            .await
+            .unwrap_or(0.0)
+    }
+}
+
+impl std::ops::Deref for Op {
+    type Target = Operator;
+    fn deref(&self) -> &Operator {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Op {
+    fn deref_mut(&mut self) -> &mut Operator {
+        &mut self.inner
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.inner.log_path()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            eprintln!(
+                "---- operator {} log ({}), last 60 lines ----\n{tail}\n----",
+                self.name,
+                self.inner.log_path().display()
+            );
+        }
+    }
+}
+
+/// Polls `check` every 10 ms (for latency measurements; `wait_for` backs off to 250 ms).
+async fn poll_fast<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn apply<K>(api: &Api<K>, manager: &str, body: &Value) -> K
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let name = body["metadata"]["name"].as_str().expect("metadata.name");
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name} as {manager}: {e}"))
+}
+
+/// Applies baseline `name` (labelled for the test's operator) selecting namespaces labelled
+/// `palisade-test=<selects>`, with `spec` merged in.
+async fn apply_baseline(
+    client: &Client,
+    name: &str,
+    id: &str,
+    selects: &str,
+    mut spec: Value,
+) -> SecurityBaseline {
+    spec["namespaceSelector"] = json!({"matchLabels": {TEST_LABEL: selects}});
+    let body = json!({
+        "apiVersion": "palisade.dev/v1alpha1",
+        "kind": "SecurityBaseline",
+        "metadata": {"name": name, "labels": {ID_LABEL: id}},
+        "spec": spec,
+    });
+    apply(&Api::all(client.clone()), "palisade-tests", &body).await
+}
+
+async fn get_baseline(client: &Client, name: &str) -> Option<SecurityBaseline> {
+    Api::<SecurityBaseline>::all(client.clone())
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The status once it describes the current generation and the baseline is Ready.
+fn converged(b: &SecurityBaseline) -> Option<SecurityBaselineStatus> {
+    let s = b.status.clone()?;
+    let ready = s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    (s.observed_generation == b.metadata.generation && ready).then_some(s)
+}
+
+async fn wait_converged(client: &Client, name: &str) -> SecurityBaselineStatus {
+    wait_for(
+        &format!("baseline {name} converged (status of current generation, Ready)"),
+        DEADLINE,
+        || async { converged(&get_baseline(client, name).await?) },
+    )
+    .await
+}
+
+fn has_finding(s: &SecurityBaselineStatus, rule: &str, kind: &str, name: &str) -> bool {
+    s.top_violations
+        .iter()
+        .any(|v| v.rule == rule && v.kind == kind && v.name == name)
+}
+
+async fn delete_baseline(client: &Client, name: &str) {
+    let _ = Api::<SecurityBaseline>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+/// Names of the NetworkPolicies Palisade generated in `ns`, sorted.
+async fn generated_policies(client: &Client, ns: &str) -> Option<Vec<String>> {
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&ListParams::default().labels(MANAGED)).await.ok()?;
+    let mut names: Vec<String> = list.items.iter().map(|p| p.name_any()).collect();
+    names.sort();
+    Some(names)
+}
+
+async fn namespace(client: &Client, name: &str) -> Namespace {
+    Api::<Namespace>::all(client.clone())
+        .get(name)
+        .await
+        .expect("get namespace")
+}
+
+/// Waits until the namespace's `default` ServiceAccount exists (pods are rejected before that).
+async fn wait_default_sa(client: &Client, ns: &str) {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("ServiceAccount {ns}/default"),
+        DEADLINE,
+        || async { api.get_opt("default").await.ok().flatten() },
+    )
+    .await;
+}
+
+fn deployment(ns: &str, name: &str, privileged: bool) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "image": "registry.example/app:1.0",
+                    "securityContext": {"privileged": privileged},
+                }]},
+            },
+        },
+    })
+}
+
+fn privileged_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{
+            "name": "app",
+            "image": "registry.example/app:1.0",
+            "securityContext": {"privileged": true, "runAsUser": 0},
+        }]},
+    }))
+    .unwrap()
+}
+
+/// resourceVersion of an object, for "nothing was written" checks.
+fn rv<K: kube::Resource>(o: &K) -> String {
+    o.meta().resource_version.clone().unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------- the tests
+
+/// A namespace that starts matching gets default deny + DNS quickly; one that stops matching
+/// loses them and its Pod Security labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_namespace_gets_default_deny_and_loses_it_when_unlabelled() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("nsdeny");
+    let bl = apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Enforce"})).await;
+    let op = Op::start("nsdeny", &id, &[]);
+    op.wait_ready().await;
+    let st = wait_converged(&client, &id).await;
+    assert_eq!(st.namespaces, Some(0), "no namespace carries the label yet");
+
+    let started = Instant::now();
+    let ns = TestNamespace::new(&client, "nsdeny", &[(TEST_LABEL, &id)]).await;
+    let want = vec![
+        "palisade-allow-dns".to_string(),
+        "palisade-default-deny".to_string(),
+    ];
+    poll_fast("default-deny and allow-dns", DEADLINE, || async {
+        generated_policies(&client, &ns.name).await.as_ref() == Some(&want)
+    })
+    .await;
+    let ms = started.elapsed().as_millis();
+    eprintln!("new-namespace-to-default-deny: {ms} ms");
+
+    // The generated objects are labelled and owned by the baseline.
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let deny = api.get("palisade-default-deny").await.unwrap();
+    assert_eq!(
+        deny.labels().get("palisade.dev/baseline"),
+        Some(&id),
+        "baseline label"
+    );
+    let owner = &deny.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("SecurityBaseline", id.as_str(), Some(true))
+    );
+    assert_eq!(Some(&owner.uid), bl.metadata.uid.as_ref());
+    let spec = deny.spec.unwrap();
+    assert_eq!(
+        spec.policy_types,
+        Some(vec!["Ingress".to_string(), "Egress".to_string()])
+    );
+    // Pod Security labels arrive too, with the annotation naming the baseline.
+    wait_for("PSA labels on the namespace", DEADLINE, || async {
+        let n = namespace(&client, &ns.name).await;
+        (n.labels().get(PSA_ENFORCE).map(String::as_str) == Some("restricted")
+            && n.annotations().get(PSA_ANNOTATION) == Some(&id))
+        .then_some(())
+    })
+    .await;
+
+    // Unlabel: everything Palisade put there goes away.
+    let started = Instant::now();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {TEST_LABEL: null}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("generated policies pruned", DEADLINE, || async {
+        generated_policies(&client, &ns.name)
+            .await
+            .filter(|p| p.is_empty())
+    })
+    .await;
+    wait_for("PSA labels and annotation removed", DEADLINE, || async {
+        let n = namespace(&client, &ns.name).await;
+        let psa = n
+            .labels()
+            .keys()
+            .any(|k| k.starts_with("pod-security.kubernetes.io/"));
+        (!psa && !n.annotations().contains_key(PSA_ANNOTATION)).then_some(())
+    })
+    .await;
+    eprintln!(
+        "unlabel-to-pruned: {} ms",
+        started.elapsed().as_millis()
+    );
+    let st = wait_for("status namespaces back to 0", DEADLINE, || async {
+        let s = converged(&get_baseline(&client, &id).await?)?;
+        (s.namespaces == Some(0)).then_some(s)
+    })
+    .await;
+    assert_eq!(st.generated.unwrap().network_policies, 0);
+    delete_baseline(&client, &id).await;
+}
+
+/// Deleting a baseline garbage-collects what it generated (owner references).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_baseline_garbage_collects_generated_objects() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("gc");
+    let ns = TestNamespace::new(&client, "gc", &[(TEST_LABEL, &id)]).await;
+    apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Enforce"})).await;
+    let op = Op::start("gc", &id, &[]);
+    op.wait_ready().await;
+    let vap_name = format!("palisade-{id}");
+    let vaps: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    wait_for("policies and VAP generated", DEADLINE, || async {
+        let p = generated_policies(&client, &ns.name).await?;
+        let vap = vaps.get_opt(&vap_name).await.ok()??;
+        let binding = bindings.get_opt(&vap_name).await.ok()??;
+        (p.len() == 2).then_some((vap, binding))
+    })
+    .await;
+    wait_converged(&client, &id).await;
+
+    let started = Instant::now();
+    Api::<SecurityBaseline>::all(client.clone())
+        .delete(&id, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("generated objects garbage-collected", DEADLINE, || async {
+        let p = generated_policies(&client, &ns.name).await?;
+        let vap = vaps.get_opt(&vap_name).await.ok()?;
+        let binding = bindings.get_opt(&vap_name).await.ok()?;
+        (p.is_empty() && vap.is_none() && binding.is_none()).then_some(())
+    })
+    .await;
+    eprintln!(
+        "baseline-deleted-to-collected: {} ms",
+        started.elapsed().as_millis()
+    );
+    assert!(get_baseline(&client, &id).await.is_none());
+}
+
+/// Another manager's edit of a generated NetworkPolicy is reverted; a user's own policy with the
+/// same pod selector is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_restored_and_user_policy_left_alone() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("drift");
+    let ns = TestNamespace::new(&client, "drift", &[(TEST_LABEL, &id)]).await;
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let user = apply(
+        &api,
+        "team-a",
+        &json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "user-policy", "namespace": ns.name},
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "frontend"}}}]}],
+            },
+        }),
+    )
+    .await;
+    apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Enforce"})).await;
+    let op = Op::start("drift", &id, &[]);
+    op.wait_ready().await;
+    wait_for("default-deny generated", DEADLINE, || async {
+        api.get_opt("palisade-default-deny").await.ok()?
+    })
+    .await;
+    wait_converged(&client, &id).await;
+
+    // The intruder takes over policyTypes with a forced server-side apply.
+    let started = Instant::now();
+    let edited = apply(
+        &api,
+        "intruder",
+        &json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "palisade-default-deny", "namespace": ns.name},
+            "spec": {"policyTypes": ["Ingress"]},
+        }),
+    )
+    .await;
+    assert_eq!(
+        edited.spec.unwrap().policy_types,
+        Some(vec!["Ingress".to_string()]),
+        "the intruder's edit took effect"
+    );
+    let restored = wait_for("default-deny restored", DEADLINE, || async {
+        let p = api.get("palisade-default-deny").await.ok()?;
+        let types = p.spec.as_ref()?.policy_types.clone()?;
+        (types == ["Ingress", "Egress"]).then_some(p)
+    })
+    .await;
+    eprintln!("drift-restored: {} ms", started.elapsed().as_millis());
+    let owners: Vec<&str> = restored
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.as_deref())
+        .collect();
+    assert!(owners.contains(&"palisade"), "managers: {owners:?}");
+    let correction = wait_for("drift correction counted", DEADLINE, || async {
+        op.metric(
+            "palisade_drift_corrections_total",
+            &[&format!("baseline=\"{id}\""), "kind=\"NetworkPolicy\""],
+        )
+        .await
+        .filter(|v| *v >= 1.0)
+    })
+    .await;
+    assert!(correction >= 1.0);
+
+    // The user's policy: same object, same content, never pruned or rewritten.
+    let after = api.get("user-policy").await.expect("user-policy still exists");
+    assert_eq!(rv(&after), rv(&user), "user-policy was written to");
+    assert_eq!(after.spec, user.spec);
+    assert_eq!(after.metadata.labels, user.metadata.labels);
+    assert!(after.owner_references().is_empty());
+    assert_eq!(
+        op.writes(&["kind=\"NetworkPolicy\"", "verb=\"delete\""]).await,
+        0.0,
+        "no NetworkPolicy was deleted"
+    );
+    delete_baseline(&client, &id).await;
+}
+
+/// A violation shows in status, as a Warning Event and as a metric; fixing it clears all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violation_reported_in_status_event_and_metric_then_cleared() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("viol");
+    let ns = TestNamespace::new(&client, "viol", &[(TEST_LABEL, &id)]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    apply(&deployments, "palisade-tests", &deployment(&ns.name, "web", true)).await;
+    apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Audit"})).await;
+    let op = Op::start("viol", &id, &[]);
+    op.wait_ready().await;
+
+    let st = wait_for("pss.privileged in status", DEADLINE, || async {
+        let s = converged(&get_baseline(&client, &id).await?)?;
+        has_finding(&s, "pss.privileged", "Deployment", "web").then_some(s)
+    })
+    .await;
+    let v = st.violations.clone().unwrap();
+    assert!(v.total >= 1 && v.by_severity.get("critical").copied().unwrap_or(0) >= 1);
+    let compliant = st.conditions.iter().find(|c| c.type_ == "Compliant").unwrap();
+    assert_eq!(compliant.status, "False");
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let ev = wait_for("Warning SecurityViolation event on the Deployment", DEADLINE, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                let r = e.regarding.clone().unwrap_or_default();
+                e.reason.as_deref() == Some("SecurityViolation")
+                    && e.type_.as_deref() == Some("Warning")
+                    && r.kind.as_deref() == Some("Deployment")
+                    && r.name.as_deref() == Some("web")
+            })
+    })
+    .await;
+    let note = ev.note.unwrap_or_default();
+    assert!(
+        note.contains("pss.privileged") && note.contains(&id),
+        "event note: {note}"
+    );
+
+    let series = [
+        format!("baseline=\"{id}\""),
+        "rule=\"pss.privileged\"".to_string(),
+        format!("namespace=\"{}\"", ns.name),
+    ];
+    let series: Vec<&str> = series.iter().map(String::as_str).collect();
+    let n = wait_for("palisade_violations for pss.privileged", DEADLINE, || async {
+        op.metric("palisade_violations", &series)
+            .await
+            .filter(|v| *v > 0.0)
+    })
+    .await;
+    assert_eq!(n, 1.0);
+
+    // Fix the Deployment: the finding and its series disappear.
+    apply(&deployments, "palisade-tests", &deployment(&ns.name, "web", false)).await;
+    wait_for("pss.privileged gone from status", DEADLINE, || async {
+        let s = converged(&get_baseline(&client, &id).await?)?;
+        (!s.top_violations.iter().any(|v| v.rule == "pss.privileged")).then_some(())
+    })
+    .await;
+    wait_for("pss.privileged series gone", DEADLINE, || async {
+        let v = op.metric("palisade_violations", &series).await;
+        // Scraped at all (the endpoint answers) and the series is absent or zero.
+        let up = op.metric("palisade_leader", &[]).await.is_some();
+        (up && v.unwrap_or(0.0) == 0.0).then_some(())
+    })
+    .await;
+    delete_baseline(&client, &id).await;
+}
+
+/// Enforce: a privileged root Pod is rejected at admission (PSA label), and the generated
+/// ValidatingAdmissionPolicy rejects pods PSS allows but the hardening checks do not. Audit: the
+/// same Pod is admitted and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_rejects_pod_audit_admits_and_reports_it() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("admit");
+    let enforce_name = format!("{id}-enforce");
+    let audit_name = format!("{id}-audit");
+    let ns_enforce = TestNamespace::new(&client, "admit-e", &[(TEST_LABEL, &enforce_name)]).await;
+    let ns_audit = TestNamespace::new(&client, "admit-a", &[(TEST_LABEL, &audit_name)]).await;
+    apply_baseline(&client, &enforce_name, &id, &enforce_name, json!({"enforcement": "Enforce"}))
+        .await;
+    apply_baseline(&client, &audit_name, &id, &audit_name, json!({"enforcement": "Audit"})).await;
+    let op = Op::start("admit", &id, &[]);
+    op.wait_ready().await;
+    wait_for("PSA enforce label", DEADLINE, || async {
+        let n = namespace(&client, &ns_enforce.name).await;
+        (n.labels().get(PSA_ENFORCE).map(String::as_str) == Some("restricted")).then_some(())
+    })
+    .await;
+    wait_default_sa(&client, &ns_enforce.name).await;
+    wait_default_sa(&client, &ns_audit.name).await;
+
+    let pods_e: Api<Pod> = Api::namespaced(client.clone(), &ns_enforce.name);
+    let err = pods_e
+        .create(&PostParams::default(), &privileged_pod("root"))
+        .await
+        .expect_err("a privileged root pod must be rejected in an Enforce namespace");
+    match &err {
+        kube::Error::Api(e) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(e.message.contains("PodSecurity"), "{}", e.message);
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    // A PSS-restricted pod that breaks the hardening checks is stopped by the generated VAP
+    // (dry run, retried until the binding is live in the API server).
+    let hardened_but_writable: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "writable"},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "app", "image": "registry.example/app:1.0",
+                "securityContext": {"allowPrivilegeEscalation": false,
+                                    "capabilities": {"drop": ["ALL"]}}}],
+        },
+    }))
+    .unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let vap_msg = wait_for("the VAP rejects a writable-root pod", DEADLINE, || async {
+        match pods_e.create(&dry, &hardened_but_writable).await {
+            Err(kube::Error::Api(e)) if e.message.contains("ValidatingAdmissionPolicy") => {
+                Some(e.message)
+            }
+            _ => None,
+        }
+    })
+    .await;
+    assert!(vap_msg.contains(&format!("palisade-{enforce_name}")), "{vap_msg}");
+
+    let pods_a: Api<Pod> = Api::namespaced(client.clone(), &ns_audit.name);
+    pods_a
+        .create(&PostParams::default(), &privileged_pod("root"))
+        .await
+        .expect("an Audit namespace admits the pod");
+    let st = wait_for("audit baseline reports the pod", DEADLINE, || async {
+        let s = converged(&get_baseline(&client, &audit_name).await?)?;
+        has_finding(&s, "pss.privileged", "Pod", "root").then_some(s)
+    })
+    .await;
+    assert!(has_finding(&st, "pss.run-as-user", "Pod", "root") || st.violations.unwrap().total >= 2);
+    let n = namespace(&client, &ns_audit.name).await;
+    assert!(
+        !n.labels().contains_key(PSA_ENFORCE),
+        "Audit must not label namespaces"
+    );
+    assert!(
+        generated_policies(&client, &ns_audit.name)
+            .await
+            .unwrap()
+            .is_empty(),
+        "Audit must not generate NetworkPolicies"
+    );
+    delete_baseline(&client, &enforce_name).await;
+    delete_baseline(&client, &audit_name).await;
+}
+
+/// An exemption suppresses a finding until it expires; at expiry the operator requeues by
+/// itself and the finding returns together with `exemption.expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemption_suppresses_until_it_expires() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("exempt");
+    let ns = TestNamespace::new(&client, "exempt", &[(TEST_LABEL, &id)]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    apply(&deployments, "palisade-tests", &deployment(&ns.name, "vendor", true)).await;
+    let exemption = |expires: Option<String>| {
+        let mut e = json!({
+            "rules": ["pss.privileged"],
+            "namespaces": [ns.name],
+            "names": ["vendor"],
+            "reason": "vendor agent needs it; ticket SEC-42",
+        });
+        if let Some(t) = expires {
+            e["expires"] = t.into();
+        }
+        json!({"enforcement": "Audit", "exemptions": [e]})
+    };
+    apply_baseline(&client, &id, &id, &id, exemption(None)).await;
+    let op = Op::start("exempt", &id, &[]);
+    op.wait_ready().await;
+    let st = wait_converged(&client, &id).await;
+    assert!(
+        !has_finding(&st, "pss.privileged", "Deployment", "vendor"),
+        "exempted finding listed: {:?}",
+        st.top_violations
+    );
+    assert!(st.violations.as_ref().unwrap().exempted >= 1);
+    assert!(
+        has_finding(&st, "pss.run-as-non-root", "Deployment", "vendor"),
+        "other rules still apply: {:?}",
+        st.top_violations
+    );
+
+    let expires = k8s_openapi::jiff::Timestamp::now() + Duration::from_secs(4);
+    // Kubernetes times have second precision.
+    let expires = k8s_openapi::jiff::Timestamp::from_second(expires.as_second() + 1).unwrap();
+    let b = apply_baseline(&client, &id, &id, &id, exemption(Some(expires.to_string()))).await;
+    let generation = b.metadata.generation;
+    let st = wait_for("status of the generation with expires", DEADLINE, || async {
+        let b = get_baseline(&client, &id).await?;
+        converged(&b).filter(|s| s.observed_generation == generation)
+    })
+    .await;
+    if k8s_openapi::jiff::Timestamp::now() < expires {
+        assert!(
+            !has_finding(&st, "pss.privileged", "Deployment", "vendor"),
+            "the exemption is still valid: {:?}",
+            st.top_violations
+        );
+    }
+    let st = wait_for("finding back after expiry", DEADLINE, || async {
+        let s = converged(&get_baseline(&client, &id).await?)?;
+        has_finding(&s, "pss.privileged", "Deployment", "vendor").then_some(s)
+    })
+    .await;
+    let late = k8s_openapi::jiff::Timestamp::now().duration_since(expires);
+    eprintln!(
+        "exemption-expiry-to-finding: {} ms",
+        late.as_millis()
+    );
+    assert!(
+        st.top_violations.iter().any(|v| v.rule == "exemption.expired"),
+        "exemption.expired missing: {:?}",
+        st.top_violations
+    );
+    assert_eq!(st.violations.unwrap().exempted, 0);
+    delete_baseline(&client, &id).await;
+}
+
+/// A restarted operator adopts what its predecessor generated without writing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_operator_converges_without_writes() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("restart");
+    let ns = TestNamespace::new(&client, "restart", &[(TEST_LABEL, &id)]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    apply(&deployments, "palisade-tests", &deployment(&ns.name, "web", true)).await;
+    apply_baseline(
+        &client,
+        &id,
+        &id,
+        &id,
+        json!({
+            "enforcement": "Enforce",
+            "network": {"allow": [{
+                "name": "web",
+                "podSelector": {"matchLabels": {"app": "web"}},
+                "from": [{"podSelector": {"matchLabels": {"role": "frontend"}}}],
+                "ports": [{"port": 8080, "protocol": "TCP"}],
+            }]},
+            "rbac": {"serviceAccounts": [{"name": "api", "rules": [
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]}]},
+        }),
+    )
+    .await;
+    let mut first = Op::start("restart-1", &id, &[]);
+    first.wait_ready().await;
+    let st = wait_for("everything generated", DEADLINE, || async {
+        let s = converged(&get_baseline(&client, &id).await?)?;
+        let g = s.generated.clone()?;
+        (g.network_policies == 3
+            && g.roles == 1
+            && g.role_bindings == 1
+            && g.admission_policies == 1
+            && g.labelled_namespaces == 1
+            && has_finding(&s, "pss.privileged", "Deployment", "web"))
+        .then_some(s)
+    })
+    .await;
+    assert_eq!(st.namespaces, Some(1));
+    assert!(first.writes(&[]).await > 0.0, "the first operator generated");
+    first.stop();
+
+    let vap = format!("palisade-{id}");
+    let snapshot = || async {
+        let nps: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+        let roles: Api<Role> = Api::namespaced(client.clone(), &ns.name);
+        let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), &ns.name);
+        let mut v = BTreeMap::new();
+        for p in nps.list(&ListParams::default()).await.unwrap() {
+            v.insert(format!("NetworkPolicy/{}", p.name_any()), rv(&p));
+        }
+        v.insert("Role".into(), rv(&roles.get("palisade-api").await.unwrap()));
+        v.insert(
+            "RoleBinding".into(),
+            rv(&rbs.get("palisade-api").await.unwrap()),
+        );
+        let vaps: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+        let vapbs: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+        v.insert("VAP".into(), rv(&vaps.get(&vap).await.unwrap()));
+        v.insert("VAPBinding".into(), rv(&vapbs.get(&vap).await.unwrap()));
+        v.insert("Namespace".into(), rv(&namespace(&client, &ns.name).await));
+        v.insert(
+            "SecurityBaseline".into(),
+            rv(&get_baseline(&client, &id).await.unwrap()),
+        );
+        v
+    };
+    let before = snapshot().await;
+    assert_eq!(
+        before.keys().filter(|k| k.starts_with("NetworkPolicy/")).count(),
+        3,
+        "{before:?}"
+    );
+
+    let second = Op::start("restart-2", &id, &[]);
+    second.wait_ready().await;
+    let baseline_label = format!("baseline=\"{id}\"");
+    wait_for("the new operator reconciled", DEADLINE, || async {
+        second
+            .metric("palisade_reconciles_total", &[&baseline_label])
+            .await
+            .filter(|v| *v >= 1.0)
+    })
+    .await;
+    // Settle: the first reconcile has finished (success timestamp set) and the status is current.
+    wait_for("the new operator's reconcile succeeded", DEADLINE, || async {
+        second
+            .metric(
+                "palisade_last_successful_reconcile_timestamp_seconds",
+                &[&baseline_label],
+            )
+            .await
+    })
+    .await;
+    let writes = second.metric("palisade_api_writes_total", &[]).await;
+    assert!(
+        writes.unwrap_or(0.0) == 0.0,
+        "restarted operator wrote {writes:?} times"
+    );
+    let after = snapshot().await;
+    assert_eq!(before, after, "resourceVersions changed after restart");
+    assert_eq!(
+        second
+            .metric("palisade_drift_corrections_total", &[])
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+    delete_baseline(&client, &id).await;
+}
+
+/// Two replicas with leader election: only the leader writes; when it dies the standby takes
+/// over within the lease duration and converges new changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_failover() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("leader");
+    let lease = unique("palisade-e2e-lease");
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "4",
+    ];
+    let ns1 = TestNamespace::new(&client, "leader", &[(TEST_LABEL, &id)]).await;
+    apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Enforce"})).await;
+    let mut leader = Op::start("leader-a", &id, &args);
+    wait_for("replica a leads", DEADLINE, || async {
+        leader
+            .metric("palisade_leader", &[])
+            .await
+            .filter(|v| *v == 1.0)
+    })
+    .await;
+    let standby = Op::start("leader-b", &id, &args);
+    standby.wait_ready().await;
+    leader.wait_ready().await;
+    wait_for("leader generates in ns1", DEADLINE, || async {
+        generated_policies(&client, &ns1.name)
+            .await
+            .filter(|p| p.len() == 2)
+    })
+    .await;
+    // A change while both run: still only the leader acts.
+    let ns2 = TestNamespace::new(&client, "leader", &[(TEST_LABEL, &id)]).await;
+    wait_for("leader generates in ns2", DEADLINE, || async {
+        generated_policies(&client, &ns2.name)
+            .await
+            .filter(|p| p.len() == 2)
+    })
+    .await;
+    wait_converged(&client, &id).await;
+    assert!(leader.writes(&[]).await > 0.0, "the leader wrote");
+    assert_eq!(standby.writes(&[]).await, 0.0, "the standby wrote");
+    let standby_leader = standby.metric("palisade_leader", &[]).await;
+    assert!(
+        standby_leader.unwrap_or(0.0) == 0.0,
+        "standby palisade_leader = {standby_leader:?}"
+    );
+    assert!(
+        standby
+            .metric("palisade_reconciles_total", &[])
+            .await
+            .unwrap_or(0.0)
+            == 0.0,
+        "the standby reconciled"
+    );
+
+    // kill -9: no release, the lease must expire.
+    let killed = Instant::now();
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    let ns3 = TestNamespace::new(&client, "leader", &[(TEST_LABEL, &id)]).await;
+    poll_fast("standby becomes leader", DEADLINE, || async {
+        standby.metric("palisade_leader", &[]).await == Some(1.0)
+    })
+    .await;
+    let takeover = killed.elapsed().as_millis();
+    poll_fast("new leader generates in ns3", DEADLINE, || async {
+        generated_policies(&client, &ns3.name)
+            .await
+            .is_some_and(|p| p.len() == 2)
+    })
+    .await;
+    let converged_ms = killed.elapsed().as_millis();
+    eprintln!("leader-failover: {takeover} ms to take the lease, {converged_ms} ms to converge a new namespace (lease 4 s)");
+    assert!(standby.writes(&[]).await > 0.0, "the new leader wrote");
+    let l = Api::<Lease>::namespaced(client.clone(), "default")
+        .get(&lease)
+        .await
+        .unwrap();
+    assert!(l.spec.unwrap().lease_transitions.unwrap_or(0) >= 1);
+    drop(standby);
+    let _ = Api::<Lease>::namespaced(client.clone(), "default")
+        .delete(&lease, &DeleteParams::default())
+        .await;
+    delete_baseline(&client, &id).await;
+}

@@ -201,13 +201,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             holder.hold().await;
             let _ = lost_tx.send(());
         });
-        let caches_ready = caches.clone();
-        let health_ready = health.clone();
-        tokio::spawn(async move {
-            if caches_ready.wait_synced().await.is_ok() {
-                health_ready.set_ready();
-            }
-        });
+        spawn_readiness(&caches, &index.baselines, &health);
         let lost = Arc::new(tokio::sync::Notify::new());
         let lost_signal = lost.clone();
         tokio::spawn(async move {
@@ -229,15 +223,20 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         e.release().await;
         return Ok(());
     }
-    let health_ready = health.clone();
-    let caches_ready = caches.clone();
-    tokio::spawn(async move {
-        if caches_ready.wait_synced().await.is_ok() {
-            health_ready.set_ready();
-        }
-    });
+    spawn_readiness(&caches, &index.baselines, &health);
     run_controller(ctl, ctx, caches, shutdown_signal()).await;
     Ok(())
+}
+
+/// Ready once every cache and the baseline store hold a full list: before that, a change could be
+/// mapped against an empty view and missed until the next resync.
+fn spawn_readiness(caches: &cache::Caches, baselines: &Store<DeserializeGuard<SecurityBaseline>>, health: &Health) {
+    let (caches, baselines, health) = (caches.clone(), baselines.clone(), health.clone());
+    tokio::spawn(async move {
+        if caches.wait_synced().await.is_ok() && baselines.wait_until_ready().await.is_ok() {
+            health.set_ready();
+        }
+    });
 }
 
 async fn run_controller(

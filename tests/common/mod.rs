@@ -71,12 +71,17 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         let client = self.client.clone();
         let name = self.name.clone();
-        // Best effort: the control plane is torn down after the run anyway.
+        // Send the delete before the test's runtime shuts down (a spawned task would be dropped).
+        // Needs a multi-threaded test runtime; elsewhere the plane's teardown cleans up.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let api: Api<Namespace> = Api::all(client);
-                let _ = api.delete(&name, &DeleteParams::default()).await;
-            });
+            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                tokio::task::block_in_place(|| {
+                    handle.block_on(async move {
+                        let api: Api<Namespace> = Api::all(client);
+                        let _ = api.delete(&name, &DeleteParams::default()).await;
+                    })
+                });
+            }
         }
     }
 }

@@ -28,8 +28,15 @@ async fn operator_recovers_after_apiserver_restart() {
     op.wait_ready().await;
     let before = TestNamespace::new(&client, "before", &[("palisade-test", &id)]).await;
     let policies = |ns: &str| Api::<NetworkPolicy>::namespaced(client.clone(), ns);
-    let deny_exists = |api: Api<NetworkPolicy>| async move { api.get_opt("palisade-default-deny").await.ok().flatten() };
-    wait_for("default deny before the restart", Duration::from_secs(60), || deny_exists(policies(&before.name))).await;
+    let deny_exists = |api: Api<NetworkPolicy>| async move {
+        api.get_opt("palisade-default-deny").await.ok().flatten()
+    };
+    wait_for(
+        "default deny before the restart",
+        Duration::from_secs(60),
+        || deny_exists(policies(&before.name)),
+    )
+    .await;
 
     let state = std::env::var("PALISADE_CP_STATE").expect("scripts/test exports PALISADE_CP_STATE");
     let status = std::process::Command::new(format!("{ROOT}/scripts/control-plane"))
@@ -44,10 +51,24 @@ async fn operator_recovers_after_apiserver_restart() {
     let client = common::client().await;
     let after = TestNamespace::new(&client, "after", &[("palisade-test", &id)]).await;
     let api = Api::<NetworkPolicy>::namespaced(client.clone(), &after.name);
-    wait_for("default deny after the restart", Duration::from_secs(90), || deny_exists(api.clone())).await;
-    eprintln!("apiserver-restart-to-converged: {} ms", restarted.elapsed().as_millis());
-    assert!(op.child.try_wait().unwrap().is_none(), "the operator must not have exited");
-    let restarts = op.metric("palisade_watch_restarts_total", &[]).await.unwrap_or(0.0);
+    wait_for(
+        "default deny after the restart",
+        Duration::from_secs(90),
+        || deny_exists(api.clone()),
+    )
+    .await;
+    eprintln!(
+        "apiserver-restart-to-converged: {} ms",
+        restarted.elapsed().as_millis()
+    );
+    assert!(
+        op.child.try_wait().unwrap().is_none(),
+        "the operator must not have exited"
+    );
+    let restarts = op
+        .metric("palisade_watch_restarts_total", &[])
+        .await
+        .unwrap_or(0.0);
     eprintln!("watch restarts seen by the operator: {restarts}");
     op.stop();
     let _ = baselines.delete(&id, &Default::default()).await;

@@ -71,7 +71,12 @@ struct Cleanup {
 
 impl Cleanup {
     fn new(client: &Client) -> Self {
-        Cleanup { client: client.clone(), namespaces: vec![], baselines: vec![], admission_policies: vec![] }
+        Cleanup {
+            client: client.clone(),
+            namespaces: vec![],
+            baselines: vec![],
+            admission_policies: vec![],
+        }
     }
 }
 
@@ -86,19 +91,28 @@ impl Drop for Cleanup {
         let work = async move {
             let dp = DeleteParams::default();
             for name in &policies {
-                let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()).delete(name, &dp).await;
-                let _ = Api::<ValidatingAdmissionPolicy>::all(client.clone()).delete(name, &dp).await;
+                let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                    .delete(name, &dp)
+                    .await;
+                let _ = Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                    .delete(name, &dp)
+                    .await;
             }
             for name in &baselines {
                 let _ = baseline_api(&client).delete(name, &dp).await;
             }
             for name in &namespaces {
-                let _ = Api::<Namespace>::all(client.clone()).delete(name, &dp).await;
+                let _ = Api::<Namespace>::all(client.clone())
+                    .delete(name, &dp)
+                    .await;
             }
         };
         let handle = tokio::runtime::Handle::current();
         assert!(
-            matches!(handle.runtime_flavor(), tokio::runtime::RuntimeFlavor::MultiThread),
+            matches!(
+                handle.runtime_flavor(),
+                tokio::runtime::RuntimeFlavor::MultiThread
+            ),
             "Cleanup needs #[tokio::test(flavor = \"multi_thread\")]"
         );
         tokio::task::block_in_place(|| handle.block_on(work));
@@ -134,8 +148,14 @@ async fn security_baseline_round_trips_without_server_side_changes() {
     cleanup.baselines.push(name.clone());
     let sent = sample_baseline(&name);
 
-    let created = api.create(&PostParams::default(), &dynamic(&sent)).await.expect("create the sample baseline");
-    assert_eq!(created.data["spec"], sent["spec"], "create response spec differs from what was sent");
+    let created = api
+        .create(&PostParams::default(), &dynamic(&sent))
+        .await
+        .expect("create the sample baseline");
+    assert_eq!(
+        created.data["spec"], sent["spec"],
+        "create response spec differs from what was sent"
+    );
 
     // Read back raw: the spec must be byte-for-byte what was sent (no schema defaulting, no pruning).
     let got = api.get(&name).await.expect("read the baseline back");
@@ -144,19 +164,31 @@ async fn security_baseline_round_trips_without_server_side_changes() {
         serde_json::to_string(&sent["spec"]).unwrap(),
         "the API server changed the spec"
     );
-    assert!(got.metadata.uid.is_some() && got.metadata.creation_timestamp.is_some(), "server metadata missing");
+    assert!(
+        got.metadata.uid.is_some() && got.metadata.creation_timestamp.is_some(),
+        "server metadata missing"
+    );
 
     // And through the typed API: the stored object decodes into the same spec the file does.
     let typed: Api<SecurityBaseline> = Api::all(client.clone());
     let stored = typed.get(&name).await.expect("typed get");
     let from_file: SecurityBaseline = serde_json::from_value(sent.clone()).expect("sample decodes");
     assert_eq!(stored.spec, from_file.spec);
-    assert_eq!(serde_json::to_value(&stored.spec).unwrap(), sent["spec"], "typed spec re-encodes differently");
+    assert_eq!(
+        serde_json::to_value(&stored.spec).unwrap(),
+        sent["spec"],
+        "typed spec re-encodes differently"
+    );
 
     // Printer columns: declared on the served CRD ...
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = crds.get("securitybaselines.palisade.dev").await.unwrap();
-    let version = crd.spec.versions.iter().find(|v| v.name == "v1alpha1").expect("v1alpha1 served");
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == "v1alpha1")
+        .expect("v1alpha1 served");
     assert!(version.served && version.storage);
     let columns: Vec<(String, String)> = version
         .additional_printer_columns
@@ -174,14 +206,23 @@ async fn security_baseline_round_trips_without_server_side_changes() {
     ];
     assert_eq!(
         columns,
-        expected.iter().map(|(n, p)| (n.to_string(), p.to_string())).collect::<Vec<_>>()
+        expected
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
     );
 
     // ... and actually used by the API server when a client asks for a Table (what kubectl get prints).
     let url = SecurityBaseline::url_path(&(), None);
-    let mut req = kube::core::Request::new(url).get(&name, &GetParams::default()).unwrap();
-    req.headers_mut()
-        .insert("accept", "application/json;as=Table;v=v1;g=meta.k8s.io".parse().unwrap());
+    let mut req = kube::core::Request::new(url)
+        .get(&name, &GetParams::default())
+        .unwrap();
+    req.headers_mut().insert(
+        "accept",
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+            .parse()
+            .unwrap(),
+    );
     let table: Value = client.request(req).await.expect("table request");
     assert_eq!(table["kind"], "Table", "{table}");
     let headers: Vec<&str> = table["columnDefinitions"]
@@ -190,7 +231,17 @@ async fn security_baseline_round_trips_without_server_side_changes() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(headers, ["Name", "Enforcement", "Namespaces", "Violations", "Ready", "Age"]);
+    assert_eq!(
+        headers,
+        [
+            "Name",
+            "Enforcement",
+            "Namespaces",
+            "Violations",
+            "Ready",
+            "Age"
+        ]
+    );
     let cells = &table["rows"][0]["cells"];
     assert_eq!(cells[0], json!(name));
     assert_eq!(cells[1], "Enforce");
@@ -201,37 +252,61 @@ async fn invalid_security_baselines_are_rejected_by_the_api_server() {
     let client = client().await;
     install_crd(&client).await;
     let api = baseline_api(&client);
-    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
 
     // Control: the unmodified sample is valid, so each rejection below is caused by its one change.
     let name = unique("valid");
-    api.create(&dry_run, &dynamic(&sample_baseline(&name))).await.expect("the sample baseline is valid");
+    api.create(&dry_run, &dynamic(&sample_baseline(&name)))
+        .await
+        .expect("the sample baseline is valid");
 
     type Mutation = fn(&mut Value);
     let cases: [(&str, Mutation, &[&str]); 6] = [
         (
             "exemption without a reason",
             |v| {
-                v["spec"]["exemptions"][0].as_object_mut().unwrap().remove("reason");
+                v["spec"]["exemptions"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("reason");
             },
             &["spec.exemptions[0].reason", "Required value"],
         ),
         (
             "exemption with a too-short reason",
             |v| v["spec"]["exemptions"][0]["reason"] = json!("  because "),
-            &["spec.exemptions[0].reason", "reason must explain the exemption"],
+            &[
+                "spec.exemptions[0].reason",
+                "reason must explain the exemption",
+            ],
         ),
         (
             "unknown rule id in an exemption",
-            |v| v["spec"]["exemptions"][0]["rules"] = json!(["pss.run-as-non-root", "pss.no-such-rule"]),
-            &["spec.exemptions[0].rules[1]", "Unsupported value", "pss.no-such-rule"],
+            |v| {
+                v["spec"]["exemptions"][0]["rules"] =
+                    json!(["pss.run-as-non-root", "pss.no-such-rule"])
+            },
+            &[
+                "spec.exemptions[0].rules[1]",
+                "Unsupported value",
+                "pss.no-such-rule",
+            ],
         ),
         (
             "allow rule with no peers",
             |v| {
-                v["spec"]["network"]["allow"][0].as_object_mut().unwrap().remove("from");
+                v["spec"]["network"]["allow"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("from");
             },
-            &["spec.network.allow[0].from", "an allow rule needs at least one peer"],
+            &[
+                "spec.network.allow[0].from",
+                "an allow rule needs at least one peer",
+            ],
         ),
         (
             "malformed podSecurity.version",
@@ -241,7 +316,10 @@ async fn invalid_security_baselines_are_rejected_by_the_api_server() {
         (
             "wildcard verb in a least-privilege rule",
             |v| v["spec"]["rbac"]["serviceAccounts"][0]["rules"][0]["verbs"] = json!(["get", "*"]),
-            &["spec.rbac.serviceAccounts[0].rules[0].verbs[1]", "should match"],
+            &[
+                "spec.rbac.serviceAccounts[0].rules[0].verbs[1]",
+                "should match",
+            ],
         ),
     ];
 
@@ -276,7 +354,9 @@ async fn server_side_apply_records_the_palisade_field_manager() {
         meta.managed_fields.iter().flatten().any(|m| {
             m.manager.as_deref() == Some("palisade")
                 && m.operation.as_deref() == Some("Apply")
-                && m.fields_v1.as_ref().is_some_and(|f| f.0.get("f:spec").is_some() || f.0.get("f:rules").is_some())
+                && m.fields_v1
+                    .as_ref()
+                    .is_some_and(|f| f.0.get("f:spec").is_some() || f.0.get("f:rules").is_some())
         })
     }
 
@@ -295,7 +375,11 @@ spec:
     )
     .await;
     let np = netpols.get("palisade-default-deny").await.unwrap();
-    assert!(applied_by_palisade(&np.metadata), "managedFields: {:?}", np.metadata.managed_fields);
+    assert!(
+        applied_by_palisade(&np.metadata),
+        "managedFields: {:?}",
+        np.metadata.managed_fields
+    );
 
     let roles: Api<Role> = Api::namespaced(client.clone(), &ns.name);
     apply_yaml(
@@ -313,8 +397,15 @@ rules:
     )
     .await;
     let role = roles.get("palisade-api").await.unwrap();
-    assert!(applied_by_palisade(&role.metadata), "managedFields: {:?}", role.metadata.managed_fields);
-    assert_eq!(role.rules.as_ref().unwrap()[0].verbs, ["get", "list", "watch"]);
+    assert!(
+        applied_by_palisade(&role.metadata),
+        "managedFields: {:?}",
+        role.metadata.managed_fields
+    );
+    assert_eq!(
+        role.rules.as_ref().unwrap()[0].verbs,
+        ["get", "list", "watch"]
+    );
 
     // Control: a plain create is recorded as an Update by its own manager, not as palisade's Apply.
     let mut cm = ConfigMap::default();
@@ -322,7 +413,13 @@ rules:
     cm.data = Some([("k".to_string(), "v".to_string())].into());
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
     let cm = cms
-        .create(&PostParams { field_manager: Some("someone-else".into()), ..Default::default() }, &cm)
+        .create(
+            &PostParams {
+                field_manager: Some("someone-else".into()),
+                ..Default::default()
+            },
+            &cm,
+        )
         .await
         .unwrap();
     assert!(!applied_by_palisade(&cm.metadata));
@@ -331,7 +428,8 @@ rules:
         .managed_fields
         .iter()
         .flatten()
-        .any(|m| m.manager.as_deref() == Some("someone-else") && m.operation.as_deref() == Some("Update")));
+        .any(|m| m.manager.as_deref() == Some("someone-else")
+            && m.operation.as_deref() == Some("Update")));
 }
 
 // ------------------------------------------------------------------- controller-manager
@@ -351,28 +449,42 @@ async fn garbage_collector_deletes_dependents_of_a_deleted_owner() {
     let mut dependent = ConfigMap::default();
     dependent.metadata.name = Some("dependent".into());
     dependent.metadata.owner_references = Some(vec![owner.controller_owner_ref(&()).unwrap()]);
-    let dependent = cms.create(&PostParams::default(), &dependent).await.unwrap();
+    let dependent = cms
+        .create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
     let dependent_uid = dependent.uid().unwrap();
 
     // Control: a ConfigMap without an owner reference must survive the same deletion.
     let mut bystander = ConfigMap::default();
     bystander.metadata.name = Some("bystander".into());
-    cms.create(&PostParams::default(), &bystander).await.unwrap();
+    cms.create(&PostParams::default(), &bystander)
+        .await
+        .unwrap();
 
-    cms.delete("owner", &DeleteParams::background()).await.unwrap();
-    wait_for("the garbage collector to delete the dependent", DEADLINE, || {
-        let cms = cms.clone();
-        let uid = dependent_uid.clone();
-        async move {
-            match cms.get_opt("dependent").await.expect("get dependent") {
-                None => Some(()),
-                Some(cm) if cm.uid().as_deref() != Some(&uid) => Some(()),
-                Some(_) => None,
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for(
+        "the garbage collector to delete the dependent",
+        DEADLINE,
+        || {
+            let cms = cms.clone();
+            let uid = dependent_uid.clone();
+            async move {
+                match cms.get_opt("dependent").await.expect("get dependent") {
+                    None => Some(()),
+                    Some(cm) if cm.uid().as_deref() != Some(&uid) => Some(()),
+                    Some(_) => None,
+                }
             }
-        }
-    })
+        },
+    )
     .await;
-    assert!(cms.get_opt("bystander").await.unwrap().is_some(), "an unowned ConfigMap was deleted");
+    assert!(
+        cms.get_opt("bystander").await.unwrap().is_some(),
+        "an unowned ConfigMap was deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +496,10 @@ async fn namespace_deletion_completes() {
     cleanup.namespaces.push(name.clone());
     let mut ns = Namespace::default();
     ns.metadata.name = Some(name.clone());
-    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
     let mut cm = ConfigMap::default();
@@ -394,10 +509,16 @@ async fn namespace_deletion_completes() {
 
     // The namespace has the `kubernetes` finalizer: deletion only starts it (Terminating); the
     // namespace controller must empty it and remove the finalizer.
-    let deleting = namespaces.delete(&name, &DeleteParams::default()).await.unwrap();
+    let deleting = namespaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
     let terminating = deleting.left().expect("namespace deletion is asynchronous");
     assert!(terminating.metadata.deletion_timestamp.is_some());
-    assert_eq!(terminating.status.and_then(|s| s.phase).as_deref(), Some("Terminating"));
+    assert_eq!(
+        terminating.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
 
     wait_for("the namespace to be gone", DEADLINE, || {
         let namespaces = namespaces.clone();
@@ -411,7 +532,10 @@ async fn namespace_deletion_completes() {
         }
     })
     .await;
-    assert!(cms.get_opt("content").await.unwrap().is_none(), "ConfigMap survived its namespace");
+    assert!(
+        cms.get_opt("content").await.unwrap().is_none(),
+        "ConfigMap survived its namespace"
+    );
 }
 
 // ----------------------------------------------------------------------------- admission
@@ -472,30 +596,61 @@ async fn validating_admission_policy_is_enforced() {
 
     // The binding becomes effective asynchronously (the policy is compiled and its type-checked
     // state cached): retry creating the non-compliant pod until it is denied.
-    let denial = wait_for("the ValidatingAdmissionPolicy to deny a root pod", DEADLINE, || {
-        let pods = pods.clone();
-        async move {
-            let bad = pod(&unique("root"), json!({}), json!({}));
-            match pods.create(&PostParams::default(), &bad).await {
-                Err(kube::Error::Api(s)) => Some(s),
-                Err(e) => panic!("create pod: {e}"),
-                Ok(admitted) => {
-                    // Not effective yet; remove it (unscheduled pods delete immediately) and retry.
-                    let _ = pods.delete(&admitted.name_any(), &DeleteParams::default()).await;
-                    None
+    let denial = wait_for(
+        "the ValidatingAdmissionPolicy to deny a root pod",
+        DEADLINE,
+        || {
+            let pods = pods.clone();
+            async move {
+                let bad = pod(&unique("root"), json!({}), json!({}));
+                match pods.create(&PostParams::default(), &bad).await {
+                    Err(kube::Error::Api(s)) => Some(s),
+                    Err(e) => panic!("create pod: {e}"),
+                    Ok(admitted) => {
+                        // Not effective yet; remove it (unscheduled pods delete immediately) and retry.
+                        let _ = pods
+                            .delete(&admitted.name_any(), &DeleteParams::default())
+                            .await;
+                        None
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(denial.code, 422, "{denial:?}");
-    assert!(denial.message.contains(&message), "denial does not carry the policy's message: {}", denial.message);
-    assert!(denial.message.contains(&format!("ValidatingAdmissionPolicy '{name}'")), "{}", denial.message);
+    assert!(
+        denial.message.contains(&message),
+        "denial does not carry the policy's message: {}",
+        denial.message
+    );
+    assert!(
+        denial
+            .message
+            .contains(&format!("ValidatingAdmissionPolicy '{name}'")),
+        "{}",
+        denial.message
+    );
 
     // A compliant pod is admitted (it stays Pending: there are no nodes).
-    let good = pod("nonroot", json!({ "runAsNonRoot": true, "runAsUser": 1000 }), json!({}));
-    let admitted = pods.create(&PostParams::default(), &good).await.expect("compliant pod is admitted");
-    assert_eq!(admitted.spec.unwrap().security_context.unwrap().run_as_non_root, Some(true));
+    let good = pod(
+        "nonroot",
+        json!({ "runAsNonRoot": true, "runAsUser": 1000 }),
+        json!({}),
+    );
+    let admitted = pods
+        .create(&PostParams::default(), &good)
+        .await
+        .expect("compliant pod is admitted");
+    assert_eq!(
+        admitted
+            .spec
+            .unwrap()
+            .security_context
+            .unwrap()
+            .run_as_non_root,
+        Some(true)
+    );
 
     // Control: the binding is scoped by namespace label, so an unlabelled namespace admits the root pod.
     let other = TestNamespace::new(&client, "vap-unbound", &[]).await;
@@ -511,15 +666,26 @@ async fn validating_admission_policy_is_enforced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_security_admission_enforces_restricted() {
     let client = client().await;
-    let ns = TestNamespace::new(&client, "psa", &[("pod-security.kubernetes.io/enforce", "restricted")]).await;
+    let ns = TestNamespace::new(
+        &client,
+        "psa",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    )
+    .await;
     let mut cleanup = Cleanup::new(&client);
     cleanup.namespaces.push(ns.name.clone());
     wait_for_default_sa(&client, &ns.name).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
 
     let root = pod("root", json!({ "runAsUser": 0 }), json!({}));
-    let message = api_message("root pod in a restricted namespace", pods.create(&PostParams::default(), &root).await);
-    assert!(message.contains("violates PodSecurity \"restricted:latest\""), "{message}");
+    let message = api_message(
+        "root pod in a restricted namespace",
+        pods.create(&PostParams::default(), &root).await,
+    );
+    assert!(
+        message.contains("violates PodSecurity \"restricted:latest\""),
+        "{message}"
+    );
     assert!(message.contains("runAsUser=0"), "{message}");
 
     // Control: a pod meeting restricted is admitted.
@@ -528,5 +694,7 @@ async fn pod_security_admission_enforces_restricted() {
         json!({ "runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": { "type": "RuntimeDefault" } }),
         json!({ "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } }),
     );
-    pods.create(&PostParams::default(), &restricted).await.expect("a restricted-compliant pod is admitted");
+    pods.create(&PostParams::default(), &restricted)
+        .await
+        .expect("a restricted-compliant pod is admitted");
 }

@@ -184,7 +184,10 @@ async fn delete_baseline(client: &Client, name: &str) {
 /// Names of the NetworkPolicies Palisade generated in `ns`, sorted.
 async fn generated_policies(client: &Client, ns: &str) -> Option<Vec<String>> {
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    let list = api.list(&ListParams::default().labels(MANAGED)).await.ok()?;
+    let list = api
+        .list(&ListParams::default().labels(MANAGED))
+        .await
+        .ok()?;
     let mut names: Vec<String> = list.items.iter().map(|p| p.name_any()).collect();
     names.sort();
     Some(names)
@@ -328,10 +331,7 @@ async fn new_namespace_gets_default_deny_and_loses_it_when_unlabelled() {
         (!psa && !n.annotations().contains_key(PSA_ANNOTATION)).then_some(())
     })
     .await;
-    eprintln!(
-        "unlabel-to-pruned: {} ms",
-        started.elapsed().as_millis()
-    );
+    eprintln!("unlabel-to-pruned: {} ms", started.elapsed().as_millis());
     let st = wait_for("status namespaces back to 0", DEADLINE, || async {
         let s = converged(&get_baseline(&client, &id).await?)?;
         (s.namespaces == Some(0)).then_some(s)
@@ -458,13 +458,17 @@ async fn drift_is_restored_and_user_policy_left_alone() {
     assert!(correction >= 1.0);
 
     // The user's policy: same object, same content, never pruned or rewritten.
-    let after = api.get("user-policy").await.expect("user-policy still exists");
+    let after = api
+        .get("user-policy")
+        .await
+        .expect("user-policy still exists");
     assert_eq!(rv(&after), rv(&user), "user-policy was written to");
     assert_eq!(after.spec, user.spec);
     assert_eq!(after.metadata.labels, user.metadata.labels);
     assert!(after.owner_references().is_empty());
     assert_eq!(
-        op.writes(&["kind=\"NetworkPolicy\"", "verb=\"delete\""]).await,
+        op.writes(&["kind=\"NetworkPolicy\"", "verb=\"delete\""])
+            .await,
         0.0,
         "no NetworkPolicy was deleted"
     );
@@ -479,7 +483,12 @@ async fn violation_reported_in_status_event_and_metric_then_cleared() {
     let id = unique("viol");
     let ns = TestNamespace::new(&client, "viol", &[(TEST_LABEL, &id)]).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    apply(&deployments, "palisade-tests", &deployment(&ns.name, "web", true)).await;
+    apply(
+        &deployments,
+        "palisade-tests",
+        &deployment(&ns.name, "web", true),
+    )
+    .await;
     apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Audit"})).await;
     let op = Op::start("viol", &id, &[]);
     op.wait_ready().await;
@@ -491,25 +500,33 @@ async fn violation_reported_in_status_event_and_metric_then_cleared() {
     .await;
     let v = st.violations.clone().unwrap();
     assert!(v.total >= 1 && v.by_severity.get("critical").copied().unwrap_or(0) >= 1);
-    let compliant = st.conditions.iter().find(|c| c.type_ == "Compliant").unwrap();
+    let compliant = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Compliant")
+        .unwrap();
     assert_eq!(compliant.status, "False");
 
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    let ev = wait_for("Warning SecurityViolation event on the Deployment", DEADLINE, || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| {
-                let r = e.regarding.clone().unwrap_or_default();
-                e.reason.as_deref() == Some("SecurityViolation")
-                    && e.type_.as_deref() == Some("Warning")
-                    && r.kind.as_deref() == Some("Deployment")
-                    && r.name.as_deref() == Some("web")
-            })
-    })
+    let ev = wait_for(
+        "Warning SecurityViolation event on the Deployment",
+        DEADLINE,
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    let r = e.regarding.clone().unwrap_or_default();
+                    e.reason.as_deref() == Some("SecurityViolation")
+                        && e.type_.as_deref() == Some("Warning")
+                        && r.kind.as_deref() == Some("Deployment")
+                        && r.name.as_deref() == Some("web")
+                })
+        },
+    )
     .await;
     let note = ev.note.unwrap_or_default();
     assert!(
@@ -523,16 +540,25 @@ async fn violation_reported_in_status_event_and_metric_then_cleared() {
         format!("namespace=\"{}\"", ns.name),
     ];
     let series: Vec<&str> = series.iter().map(String::as_str).collect();
-    let n = wait_for("palisade_violations for pss.privileged", DEADLINE, || async {
-        op.metric("palisade_violations", &series)
-            .await
-            .filter(|v| *v > 0.0)
-    })
+    let n = wait_for(
+        "palisade_violations for pss.privileged",
+        DEADLINE,
+        || async {
+            op.metric("palisade_violations", &series)
+                .await
+                .filter(|v| *v > 0.0)
+        },
+    )
     .await;
     assert_eq!(n, 1.0);
 
     // Fix the Deployment: the finding and its series disappear.
-    apply(&deployments, "palisade-tests", &deployment(&ns.name, "web", false)).await;
+    apply(
+        &deployments,
+        "palisade-tests",
+        &deployment(&ns.name, "web", false),
+    )
+    .await;
     wait_for("pss.privileged gone from status", DEADLINE, || async {
         let s = converged(&get_baseline(&client, &id).await?)?;
         (!s.top_violations.iter().any(|v| v.rule == "pss.privileged")).then_some(())
@@ -560,9 +586,22 @@ async fn enforce_rejects_pod_audit_admits_and_reports_it() {
     let audit_name = format!("{id}-audit");
     let ns_enforce = TestNamespace::new(&client, "admit-e", &[(TEST_LABEL, &enforce_name)]).await;
     let ns_audit = TestNamespace::new(&client, "admit-a", &[(TEST_LABEL, &audit_name)]).await;
-    apply_baseline(&client, &enforce_name, &id, &enforce_name, json!({"enforcement": "Enforce"}))
-        .await;
-    apply_baseline(&client, &audit_name, &id, &audit_name, json!({"enforcement": "Audit"})).await;
+    apply_baseline(
+        &client,
+        &enforce_name,
+        &id,
+        &enforce_name,
+        json!({"enforcement": "Enforce"}),
+    )
+    .await;
+    apply_baseline(
+        &client,
+        &audit_name,
+        &id,
+        &audit_name,
+        json!({"enforcement": "Audit"}),
+    )
+    .await;
     let op = Op::start("admit", &id, &[]);
     op.wait_ready().await;
     wait_for("PSA enforce label", DEADLINE, || async {
@@ -611,7 +650,10 @@ async fn enforce_rejects_pod_audit_admits_and_reports_it() {
         }
     })
     .await;
-    assert!(vap_msg.contains(&format!("palisade-{enforce_name}")), "{vap_msg}");
+    assert!(
+        vap_msg.contains(&format!("palisade-{enforce_name}")),
+        "{vap_msg}"
+    );
 
     let pods_a: Api<Pod> = Api::namespaced(client.clone(), &ns_audit.name);
     pods_a
@@ -623,7 +665,9 @@ async fn enforce_rejects_pod_audit_admits_and_reports_it() {
         has_finding(&s, "pss.privileged", "Pod", "root").then_some(s)
     })
     .await;
-    assert!(has_finding(&st, "pss.run-as-user", "Pod", "root") || st.violations.unwrap().total >= 2);
+    assert!(
+        has_finding(&st, "pss.run-as-user", "Pod", "root") || st.violations.unwrap().total >= 2
+    );
     let n = namespace(&client, &ns_audit.name).await;
     assert!(
         !n.labels().contains_key(PSA_ENFORCE),
@@ -649,7 +693,12 @@ async fn exemption_suppresses_until_it_expires() {
     let id = unique("exempt");
     let ns = TestNamespace::new(&client, "exempt", &[(TEST_LABEL, &id)]).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    apply(&deployments, "palisade-tests", &deployment(&ns.name, "vendor", true)).await;
+    apply(
+        &deployments,
+        "palisade-tests",
+        &deployment(&ns.name, "vendor", true),
+    )
+    .await;
     let exemption = |expires: Option<String>| {
         let mut e = json!({
             "rules": ["pss.privileged"],
@@ -683,10 +732,14 @@ async fn exemption_suppresses_until_it_expires() {
     let expires = k8s_openapi::jiff::Timestamp::from_second(expires.as_second() + 1).unwrap();
     let b = apply_baseline(&client, &id, &id, &id, exemption(Some(expires.to_string()))).await;
     let generation = b.metadata.generation;
-    let st = wait_for("status of the generation with expires", DEADLINE, || async {
-        let b = get_baseline(&client, &id).await?;
-        converged(&b).filter(|s| s.observed_generation == generation)
-    })
+    let st = wait_for(
+        "status of the generation with expires",
+        DEADLINE,
+        || async {
+            let b = get_baseline(&client, &id).await?;
+            converged(&b).filter(|s| s.observed_generation == generation)
+        },
+    )
     .await;
     if k8s_openapi::jiff::Timestamp::now() < expires {
         assert!(
@@ -701,12 +754,11 @@ async fn exemption_suppresses_until_it_expires() {
     })
     .await;
     let late = k8s_openapi::jiff::Timestamp::now().duration_since(expires);
-    eprintln!(
-        "exemption-expiry-to-finding: {} ms",
-        late.as_millis()
-    );
+    eprintln!("exemption-expiry-to-finding: {} ms", late.as_millis());
     assert!(
-        st.top_violations.iter().any(|v| v.rule == "exemption.expired"),
+        st.top_violations
+            .iter()
+            .any(|v| v.rule == "exemption.expired"),
         "exemption.expired missing: {:?}",
         st.top_violations
     );
@@ -722,7 +774,12 @@ async fn restarted_operator_converges_without_writes() {
     let id = unique("restart");
     let ns = TestNamespace::new(&client, "restart", &[(TEST_LABEL, &id)]).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    apply(&deployments, "palisade-tests", &deployment(&ns.name, "web", true)).await;
+    apply(
+        &deployments,
+        "palisade-tests",
+        &deployment(&ns.name, "web", true),
+    )
+    .await;
     apply_baseline(
         &client,
         &id,
@@ -756,7 +813,10 @@ async fn restarted_operator_converges_without_writes() {
     })
     .await;
     assert_eq!(st.namespaces, Some(1));
-    assert!(first.writes(&[]).await > 0.0, "the first operator generated");
+    assert!(
+        first.writes(&[]).await > 0.0,
+        "the first operator generated"
+    );
     first.stop();
 
     let vap = format!("palisade-{id}");
@@ -786,7 +846,10 @@ async fn restarted_operator_converges_without_writes() {
     };
     let before = snapshot().await;
     assert_eq!(
-        before.keys().filter(|k| k.starts_with("NetworkPolicy/")).count(),
+        before
+            .keys()
+            .filter(|k| k.starts_with("NetworkPolicy/"))
+            .count(),
         3,
         "{before:?}"
     );
@@ -802,14 +865,18 @@ async fn restarted_operator_converges_without_writes() {
     })
     .await;
     // Settle: the first reconcile has finished (success timestamp set) and the status is current.
-    wait_for("the new operator's reconcile succeeded", DEADLINE, || async {
-        second
-            .metric(
-                "palisade_last_successful_reconcile_timestamp_seconds",
-                &[&baseline_label],
-            )
-            .await
-    })
+    wait_for(
+        "the new operator's reconcile succeeded",
+        DEADLINE,
+        || async {
+            second
+                .metric(
+                    "palisade_last_successful_reconcile_timestamp_seconds",
+                    &[&baseline_label],
+                )
+                .await
+        },
+    )
     .await;
     let writes = second.metric("palisade_api_writes_total", &[]).await;
     assert!(

@@ -173,12 +173,19 @@ where
                 }
                 Err(e) => {
                     tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
-                    metrics.watch_restarts.get_or_create(&WatchLabels { kind: kind.clone() }).inc();
+                    metrics
+                        .watch_restarts
+                        .get_or_create(&WatchLabels { kind: kind.clone() })
+                        .inc();
                 }
             }
         }
     });
-    let triggers = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|o| (Ok(o), rx)) });
+    let triggers =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|o| (Ok(o), rx)) },
+        );
     (reader, Box::pin(triggers))
 }
 

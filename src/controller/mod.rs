@@ -230,7 +230,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
 
 /// Ready once every cache and the baseline store hold a full list: before that, a change could be
 /// mapped against an empty view and missed until the next resync.
-fn spawn_readiness(caches: &cache::Caches, baselines: &Store<DeserializeGuard<SecurityBaseline>>, health: &Health) {
+fn spawn_readiness(
+    caches: &cache::Caches,
+    baselines: &Store<DeserializeGuard<SecurityBaseline>>,
+    health: &Health,
+) {
     let (caches, baselines, health) = (caches.clone(), baselines.clone(), health.clone());
     tokio::spawn(async move {
         if caches.wait_synced().await.is_ok() && baselines.wait_until_ready().await.is_ok() {

@@ -19,7 +19,9 @@ pub async fn client() -> Client {
         std::env::var_os("KUBECONFIG").is_some(),
         "KUBECONFIG is not set: run the e2e tests through scripts/test, which starts a control plane"
     );
-    Client::try_default().await.expect("a client for the control plane in KUBECONFIG")
+    Client::try_default()
+        .await
+        .expect("a client for the control plane in KUBECONFIG")
 }
 
 /// Polls `check` until it returns Some, or panics with `what` after `deadline`.
@@ -46,7 +48,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique name with a readable prefix: `prefix-<pid>-<n>`.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A namespace that is deleted when dropped (deletion is asynchronous; the test does not wait).
@@ -61,9 +67,19 @@ impl TestNamespace {
         let api: Api<Namespace> = Api::all(client.clone());
         let mut ns = Namespace::default();
         ns.metadata.name = Some(name.clone());
-        ns.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        api.create(&PostParams::default(), &ns).await.expect("create test namespace");
-        TestNamespace { name, client: client.clone() }
+        ns.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        api.create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        TestNamespace {
+            name,
+            client: client.clone(),
+        }
     }
 }
 
@@ -92,10 +108,17 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
     let value: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("test YAML parses");
-    let name = value["metadata"]["name"].as_str().expect("metadata.name").to_string();
-    api.patch(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&value))
-        .await
-        .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+    let name = value["metadata"]["name"]
+        .as_str()
+        .expect("metadata.name")
+        .to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"))
 }
 
 /// Installs (or updates) the SecurityBaseline CRD from crds/ and waits until it is served.
@@ -108,7 +131,11 @@ pub async fn install_crd(client: &Client) {
         let api = api.clone();
         async move {
             let crd = api.get("securitybaselines.palisade.dev").await.ok()?;
-            let ok = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+            let ok = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
             ok.then_some(())
         }
     })
@@ -122,23 +149,37 @@ pub struct Operator {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Operator {
     pub fn start(extra: &[&str]) -> Self {
         let metrics_port = free_port();
         let addr = format!("127.0.0.1:{metrics_port}");
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("palisade-op-{metrics_port}.log"))).unwrap();
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("palisade-op-{metrics_port}.log")),
+        )
+        .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(["run", "--metrics-addr", &addr, "--debounce-ms", "50"])
             .args(extra)
-            .env("PALISADE_LOG", std::env::var("PALISADE_TEST_OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
+            .env(
+                "PALISADE_LOG",
+                std::env::var("PALISADE_TEST_OPERATOR_LOG")
+                    .unwrap_or_else(|_| "info,kube=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start palisade run");
-        Operator { child, metrics_port }
+        Operator {
+            child,
+            metrics_port,
+        }
     }
 
     pub fn log_path(&self) -> std::path::PathBuf {
@@ -148,12 +189,19 @@ impl Operator {
     /// GET on the operator's HTTP endpoint; None while it is not listening.
     pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.ok()?;
         let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Some((code, body))
     }
 
@@ -179,7 +227,10 @@ impl Operator {
     }
 
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -193,33 +193,31 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         resync: opts.resync,
     });
 
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(e) = elector {
         let e = Arc::new(e);
-        let holder = e.clone();
-        tokio::spawn(async move {
-            holder.hold().await;
-            let _ = lost_tx.send(());
-        });
-        spawn_readiness(&caches, &index.baselines, &health);
         let lost = Arc::new(tokio::sync::Notify::new());
-        let lost_signal = lost.clone();
-        tokio::spawn(async move {
-            if lost_rx.await.is_ok() {
-                lost_signal.notify_one();
+        let lost_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn({
+            let (e, lost, lost_flag) = (e.clone(), lost.clone(), lost_flag.clone());
+            async move {
+                e.hold().await;
+                lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                lost.notify_one(); // stores a permit if nobody waits yet
             }
         });
-        let shutdown = {
-            let lost = lost.clone();
-            async move {
-                tokio::select! {
-                    _ = shutdown_signal() => {},
-                    _ = lost.notified() => {},
-                }
+        spawn_readiness(&caches, &index.baselines, &health);
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown_signal() => {},
+                _ = lost.notified() => {},
             }
         };
         run_controller(ctl, ctx, caches, shutdown).await;
         metrics.leader.set(0);
+        if lost_flag.load(std::sync::atomic::Ordering::SeqCst) {
+            // Exit non-zero: the process restarts clean and competes for the lease again.
+            return Err(RunError::LostLeadership);
+        }
         e.release().await;
         return Ok(());
     }

@@ -223,11 +223,28 @@ pub fn caches(client: &Client, metrics: &Arc<Metrics>) -> (Caches, Triggers) {
     }
 }
 
+/// [`Store::wait_until_ready`] that is safe with several waiters. kube-runtime 5 wakes only the
+/// task that polled a store last (its `DelayedInit` keeps one waker), so with several waiters
+/// (readiness, concurrent reconciles, the Controller itself) all but one would wait forever.
+/// Re-polling bounds that to a short delay.
+pub async fn store_ready<K>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
+where
+    K: reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        if let Ok(r) = tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
+            return r;
+        }
+    }
+}
+
 impl Caches {
     /// Waits until every cache has its first full list.
     pub async fn wait_synced(&self) -> Result<(), reflector::store::WriterDropped> {
         macro_rules! wait {
-            ($($f:ident),*) => { $( self.$f.wait_until_ready().await?; )* };
+            ($($f:ident),*) => { $( store_ready(&self.$f).await?; )* };
         }
         wait!(
             namespaces,

@@ -235,7 +235,7 @@ fn spawn_readiness(
 ) {
     let (caches, baselines, health) = (caches.clone(), baselines.clone(), health.clone());
     tokio::spawn(async move {
-        if caches.wait_synced().await.is_ok() && baselines.wait_until_ready().await.is_ok() {
+        if caches.wait_synced().await.is_ok() && cache::store_ready(&baselines).await.is_ok() {
             health.set_ready();
         }
     });

@@ -375,6 +375,24 @@ async fn deleted_baseline_garbage_collects_generated_objects() {
         (p.is_empty() && vap.is_none() && binding.is_none()).then_some(())
     })
     .await;
+    // Namespaces have no owner references: the finalizer removes the PSA labels Palisade set.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    wait_for(
+        "PSA labels removed from the namespace",
+        DEADLINE,
+        || async {
+            let n = namespaces.get(&ns.name).await.ok()?;
+            let psa = n
+                .labels()
+                .keys()
+                .any(|k| k.starts_with("pod-security.kubernetes.io/"));
+            let ann = n
+                .annotations()
+                .contains_key("palisade.dev/pod-security-labels");
+            (!psa && !ann).then_some(())
+        },
+    )
+    .await;
     eprintln!(
         "baseline-deleted-to-collected: {} ms",
         started.elapsed().as_millis()
@@ -424,19 +442,24 @@ async fn drift_is_restored_and_user_policy_left_alone() {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": {"name": "palisade-default-deny", "namespace": ns.name},
-            "spec": {"policyTypes": ["Ingress"]},
+            // Narrow the policy and re-open all ingress: both must be reverted.
+            "spec": {"policyTypes": ["Ingress"], "ingress": [{}]},
         }),
     )
     .await;
+    let edited_spec = edited.spec.unwrap();
     assert_eq!(
-        edited.spec.unwrap().policy_types,
+        edited_spec.policy_types,
         Some(vec!["Ingress".to_string()]),
         "the intruder's edit took effect"
     );
+    assert_eq!(edited_spec.ingress.map(|i| i.len()), Some(1));
     let restored = wait_for("default-deny restored", DEADLINE, || async {
         let p = api.get("palisade-default-deny").await.ok()?;
-        let types = p.spec.as_ref()?.policy_types.clone()?;
-        (types == ["Ingress", "Egress"]).then_some(p)
+        let spec = p.spec.as_ref()?;
+        let types = spec.policy_types.clone()?;
+        let no_rules = spec.ingress.as_ref().is_none_or(|r| r.is_empty());
+        (types == ["Ingress", "Egress"] && no_rules).then_some(p)
     })
     .await;
     eprintln!("drift-restored: {} ms", started.elapsed().as_millis());
@@ -974,7 +997,15 @@ async fn leader_election_failover() {
     .await;
     let converged_ms = killed.elapsed().as_millis();
     eprintln!("leader-failover: {takeover} ms to take the lease, {converged_ms} ms to converge a new namespace (lease 4 s)");
-    assert!(standby.writes(&[]).await > 0.0, "the new leader wrote");
+    let dump = standby
+        .http_get("/metrics")
+        .await
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    assert!(
+        standby.writes(&[]).await > 0.0,
+        "the new leader wrote: {dump}"
+    );
     let l = Api::<Lease>::namespaced(client.clone(), "default")
         .get(&lease)
         .await

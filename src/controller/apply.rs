@@ -36,11 +36,24 @@ scoped!(
 
 /// True when every field set in `wanted` has the same value in `actual`. Fields the API server
 /// defaulted, or other managers added, do not count as drift; changed or removed ones do.
+/// An explicitly empty list or map in `wanted` must be empty (or absent: the API server drops empty
+/// lists) in `actual`: that is how "no ingress rules" is asserted on a default-deny policy.
 pub fn is_subset(wanted: &Value, actual: &Value) -> bool {
+    let empty = |v: &Value| match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
     match (wanted, actual) {
-        (Value::Object(w), Value::Object(a)) => w
-            .iter()
-            .all(|(k, wv)| wv.is_null() || a.get(k).is_some_and(|av| is_subset(wv, av))),
+        (Value::Object(w), Value::Object(a)) => w.iter().all(|(k, wv)| {
+            if wv.is_null() {
+                true
+            } else if empty(wv) {
+                a.get(k).is_none_or(|av| av.is_null() || empty(av))
+            } else {
+                a.get(k).is_some_and(|av| is_subset(wv, av))
+            }
+        }),
         (Value::Array(w), Value::Array(a)) => {
             w.len() == a.len() && w.iter().zip(a).all(|(wv, av)| is_subset(wv, av))
         }
@@ -150,6 +163,24 @@ mod tests {
         let actual = json!({"spec": {"ports": [{"port": 53, "protocol": "TCP"}], "policyTypes": ["Egress"]},
                             "metadata": {"labels": {"a": "1", "team": "x"}, "uid": "u"}});
         assert!(is_subset(&wanted, &actual));
+    }
+
+    #[test]
+    fn explicitly_empty_lists_must_stay_empty() {
+        let wanted = json!({"spec": {"ingress": [], "podSelector": {}}});
+        assert!(is_subset(&wanted, &json!({"spec": {"podSelector": {}}})));
+        assert!(is_subset(
+            &wanted,
+            &json!({"spec": {"ingress": [], "podSelector": {}}})
+        ));
+        assert!(!is_subset(
+            &wanted,
+            &json!({"spec": {"ingress": [{}], "podSelector": {}}})
+        ));
+        assert!(!is_subset(
+            &wanted,
+            &json!({"spec": {"podSelector": {"matchLabels": {"a": "b"}}}})
+        ));
     }
 
     #[test]

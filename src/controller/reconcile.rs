@@ -25,6 +25,10 @@ use std::time::Duration;
 /// Annotation on namespaces whose PSA labels Palisade set, naming the baseline.
 pub const PSA_ANNOTATION: &str = "palisade.dev/pod-security-labels";
 
+/// Held by a baseline while namespaces carry PSA labels it set: namespaces have no owner
+/// references, so garbage collection cannot remove the labels when the baseline goes.
+pub const FINALIZER: &str = "palisade.dev/pod-security-labels";
+
 pub struct Context {
     pub client: Client,
     pub caches: Caches,
@@ -57,6 +61,8 @@ pub enum Error {
     },
     #[error("writing status: {0}")]
     Status(kube::Error),
+    #[error("updating finalizers: {0}")]
+    Finalizer(kube::Error),
 }
 
 impl Error {
@@ -65,6 +71,7 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Prune { .. } => "prune",
             Error::Status(_) => "status",
+            Error::Finalizer(_) => "finalizer",
         }
     }
 }
@@ -188,6 +195,19 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         }
     };
     let uid = b.metadata.uid.clone().unwrap_or_default();
+    let needs_finalizer = compiled.settings.enforcement == Enforcement::Enforce
+        && compiled.settings.psa_namespace_labels;
+    if b.metadata.deletion_timestamp.is_some() {
+        // Owned objects go with the baseline (garbage collection); only the labels need us.
+        let mut changes = Vec::new();
+        namespace_labels(ctx, &name, &BTreeMap::new(), &mut changes).await?;
+        set_finalizer(ctx, b, false).await?;
+        ctx.events.forget(&name);
+        return Ok(Action::await_change());
+    }
+    if needs_finalizer {
+        set_finalizer(ctx, b, true).await?;
+    }
     let namespaces = observe::covered_namespaces(&ctx.caches, &compiled);
     let others: Vec<(Arc<SecurityBaseline>, CompiledBaseline)> = ctx
         .baselines
@@ -324,11 +344,12 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         events::warn(&ctx.recorder, &w).await;
     }
 
+    let labelled = generated.labelled_namespaces;
     let new_status = status::build(
         StatusInput {
             generation: b.metadata.generation,
             report: &report,
-            generated,
+            generated: generated.clone(),
             conflicts: ownership.conflicts,
             degraded,
             enforce,
@@ -340,11 +361,48 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         patch_status(ctx, &name, &new_status).await?;
     }
     applied?;
+    if !needs_finalizer && labelled == 0 {
+        set_finalizer(ctx, b, false).await?;
+    }
     let requeue = compiled
         .next_expiry(now)
         .map(|t| Duration::from_secs((t.as_second() - now.as_second()).max(1) as u64))
         .map_or(ctx.resync, |d| d.min(ctx.resync));
     Ok(Action::requeue(requeue))
+}
+
+/// Adds or removes Palisade's finalizer (no write when it is already as wanted). The patch carries
+/// the resourceVersion, so another writer's concurrent finalizer change is never lost.
+async fn set_finalizer(ctx: &Context, b: &SecurityBaseline, present: bool) -> Result<(), Error> {
+    let current = b.finalizers();
+    if current.iter().any(|f| f == FINALIZER) == present {
+        return Ok(());
+    }
+    let mut wanted: Vec<String> = current
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        wanted.push(FINALIZER.to_string());
+    }
+    let patch = serde_json::json!({"metadata": {"finalizers": wanted, "resourceVersion": b.resource_version()}});
+    let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
+    match api
+        .patch(
+            &b.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Gone already, or changed meanwhile: the next reconcile sees the new state.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::Finalizer(e)),
+    }
+    ctx.metrics.count_write("SecurityBaseline", "patch");
+    Ok(())
 }
 
 /// Sets or clears the PSA labels on namespaces; returns how many namespaces carry them.

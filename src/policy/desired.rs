@@ -112,7 +112,9 @@ pub fn namespace_objects(
                         .map(|d| d.as_str().to_string())
                         .collect(),
                 ),
-                ..Default::default()
+                // Explicitly no rules: someone adding one is drift and gets reverted.
+                ingress: s.default_deny.contains(&Direction::Ingress).then(Vec::new),
+                egress: deny_egress.then(Vec::new),
             },
         ));
     }

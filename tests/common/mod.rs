@@ -210,10 +210,14 @@ impl Operator {
         let (_, body) = self.http_get("/metrics").await?;
         let mut total = None;
         for line in body.lines().filter(|l| !l.starts_with('#')) {
-            let (series, value) = line.rsplit_once(' ')?;
-            let metric = series.split('{').next()?;
+            let Some((series, value)) = line.trim().rsplit_once(' ') else {
+                continue;
+            };
+            let metric = series.split('{').next().unwrap_or_default();
             if metric == name && labels.iter().all(|l| series.contains(l)) {
-                *total.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+                if let Ok(v) = value.parse::<f64>() {
+                    *total.get_or_insert(0.0) += v;
+                }
             }
         }
         total

@@ -254,9 +254,66 @@ fn doc_error(source: &Source, line: Option<usize>, message: String) -> Diagnosti
     }
 }
 
+/// Kubernetes reads manifests as YAML 1.1, where an unquoted `0644` is the octal integer 420
+/// (file modes in charts are written this way); YAML 1.2 parsers read it as a string. Rewrites
+/// such plain scalars (mapping values and list items) to decimal, keeping every line in place.
+fn yaml11_octals(doc: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = doc.as_bytes();
+    // Fast exit: no digit 0 right after a value indicator.
+    if !doc.contains(": 0") && !doc.contains("- 0") && !doc.contains("[0") && !doc.contains(", 0") {
+        return std::borrow::Cow::Borrowed(doc);
+    }
+    let mut out = String::with_capacity(doc.len());
+    let mut last = 0;
+    let (mut single, mut double, mut comment) = (false, false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\n' => (single, double, comment) = (false, false, false),
+            _ if comment => {}
+            b'\'' if !double => single = !single,
+            b'"' if !single => double = !double,
+            b'#' if !single && !double && (i == 0 || bytes[i - 1].is_ascii_whitespace()) => comment = true,
+            b'0' if !single && !double => {
+                let before = &doc[..i];
+                let starts_value = before.ends_with(": ")
+                    || before.ends_with("- ")
+                    || before.ends_with('[')
+                    || before.ends_with(", ")
+                    || before.ends_with("[ ");
+                let end = i + bytes[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let ends_value = end == bytes.len() || matches!(bytes[end], b'\n' | b'\r' | b' ' | b',' | b']' | b'}');
+                let token = &doc[i..end];
+                if starts_value && ends_value && token.len() > 1 && token.bytes().all(|c| c <= b'7') {
+                    if let Ok(v) = i64::from_str_radix(token, 8) {
+                        out.push_str(&doc[last..i]);
+                        out.push_str(&v.to_string());
+                        last = end;
+                        i = end;
+                        continue;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if last == 0 {
+        return std::borrow::Cow::Borrowed(doc);
+    }
+    out.push_str(&doc[last..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Deserializes into `T`, reporting the field path and line of the first type error.
 fn typed<T: DeserializeOwned>(doc: &str, source: &Source) -> Result<T, Diagnostic> {
-    let de = serde_yaml_ng::Deserializer::from_str(doc);
+    let doc = yaml11_octals(doc);
+    // Fast path without path tracking; on failure, parse again to name the field.
+    if let Ok(v) = serde_yaml_ng::from_str::<T>(&doc) {
+        return Ok(v);
+    }
+    let de = serde_yaml_ng::Deserializer::from_str(&doc);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -264,7 +321,8 @@ fn typed<T: DeserializeOwned>(doc: &str, source: &Source) -> Result<T, Diagnosti
         let msg = inner.to_string();
         // serde_yaml_ng appends "at line X column Y" relative to the document; our line is absolute.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let message = if path == "." || path.is_empty() {
+        // serde_yaml_ng already names the field in most messages; do not say it twice.
+        let message = if path == "." || path.is_empty() || msg.starts_with(&format!("{path}:")) {
             msg
         } else {
             format!("{path}: {msg}")
@@ -505,6 +563,32 @@ mod tests {
             "{msgs:?}"
         );
         assert!(msgs[2].contains("missing field `apiVersion`"), "{msgs:?}");
+    }
+
+    #[test]
+    fn yaml_1_1_octal_file_modes_are_read_as_kubernetes_reads_them() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: []\n  volumes:\n  - name: s\n    secret:\n      secretName: s\n      defaultMode: 0400 # owner read\n      items:\n      - {key: k, path: k, mode: 0644}\n";
+        let mut modes = vec![];
+        let mut diags = vec![];
+        load_str(
+            "f.yaml",
+            text,
+            &mut |o, _| {
+                if let Object::Workload(w) = o {
+                    if let Workload::Pod(p) = *w {
+                        let secret = p.spec.unwrap().volumes.unwrap()[0].secret.clone().unwrap();
+                        modes.push(secret.default_mode.unwrap());
+                    }
+                }
+            },
+            &mut diags,
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(modes, [0o400]);
+        assert_eq!(
+            yaml11_octals("a: 0644\nb: \"0644\"\nc: 0\nd: 089\n- 0755\ne: [0600, 0]\nf: x # y: 0644\ng: '- 0644'\n"),
+            "a: 420\nb: \"0644\"\nc: 0\nd: 089\n- 493\ne: [384, 0]\nf: x # y: 0644\ng: '- 0644'\n"
+        );
     }
 
     #[test]

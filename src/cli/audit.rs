@@ -49,7 +49,19 @@ pub fn run(args: AuditArgs) -> ExitCode {
         );
     }
     let report = auditor.finish();
-    print!("{}", report::render(args.format, &report, &diags));
+    {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let written = report::write(args.format, &report, &diags, &mut out)
+            .and_then(|()| std::io::Write::flush(&mut out));
+        if let Err(e) = written {
+            // A closed pipe (`| head`) is not an error worth a message.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("error: writing the report: {e}");
+            }
+            return super::input_error();
+        }
+    }
     if diags.iter().any(|d| d.severity == InputSeverity::Error) {
         if args.format != Format::Table {
             for d in diags.iter().filter(|d| d.severity == InputSeverity::Error) {

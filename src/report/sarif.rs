@@ -2,6 +2,7 @@
 
 use crate::manifest::{Diagnostic, Severity as InputSeverity};
 use crate::policy::audit::AuditReport;
+use crate::policy::finding::Finding;
 use crate::policy::rules::{Rule, Severity};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -40,35 +41,45 @@ fn rule_descriptor(r: Rule) -> Value {
     })
 }
 
-pub fn render(report: &AuditReport, diags: &[Diagnostic]) -> String {
+fn result(f: &Finding, index: &BTreeMap<Rule, usize>) -> Value {
+    let mut location = json!({
+        "logicalLocations": [{
+            "fullyQualifiedName": format!("{}#{}", f.object, f.field),
+            "kind": "resource",
+        }],
+    });
+    if let Some(src) = &f.source {
+        location["physicalLocation"] = json!({
+            "artifactLocation": {"uri": src.file.trim_start_matches("./")},
+            "region": {"startLine": src.line.max(1)},
+        });
+    }
+    json!({
+        "ruleId": f.rule.id(),
+        "ruleIndex": index[&f.rule],
+        "level": level(f.severity),
+        "message": {"text": format!("{}: {}", f.object, f.message)},
+        "locations": [location],
+        "partialFingerprints": {"palisade/v1": format!("{}|{}|{}", f.rule.id(), f.object, f.field)},
+    })
+}
+
+/// The results array, produced one result at a time while serializing.
+struct Results<'a> {
+    findings: &'a [Finding],
+    index: &'a BTreeMap<Rule, usize>,
+}
+
+impl serde::Serialize for Results<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.findings.iter().map(|f| result(f, self.index)))
+    }
+}
+
+pub fn write(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let rules: Vec<Rule> = Rule::ALL.to_vec();
     let index: BTreeMap<Rule, usize> = rules.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-    let results: Vec<Value> = report
-        .findings
-        .iter()
-        .map(|f| {
-            let mut location = json!({
-                "logicalLocations": [{
-                    "fullyQualifiedName": format!("{}#{}", f.object, f.field),
-                    "kind": "resource",
-                }],
-            });
-            if let Some(src) = &f.source {
-                location["physicalLocation"] = json!({
-                    "artifactLocation": {"uri": src.file.trim_start_matches("./")},
-                    "region": {"startLine": src.line.max(1)},
-                });
-            }
-            json!({
-                "ruleId": f.rule.id(),
-                "ruleIndex": index[&f.rule],
-                "level": level(f.severity),
-                "message": {"text": format!("{}: {}", f.object, f.message)},
-                "locations": [location],
-                "partialFingerprints": {"palisade/v1": format!("{}|{}|{}", f.rule.id(), f.object, f.field)},
-            })
-        })
-        .collect();
+    let results = Results { findings: &report.findings, index: &index };
     let notifications: Vec<Value> = diags
         .iter()
         .map(|d| {
@@ -87,14 +98,33 @@ pub fn render(report: &AuditReport, diags: &[Diagnostic]) -> String {
                 "version": env!("CARGO_PKG_VERSION"),
                 "rules": rules.iter().map(|r| rule_descriptor(*r)).collect::<Vec<_>>(),
             }},
-            "results": results,
+            "results": serde_json::Value::Null,
             "invocations": [{
                 "executionSuccessful": !diags.iter().any(|d| d.severity == InputSeverity::Error),
                 "toolExecutionNotifications": notifications,
             }],
         }],
     });
-    let mut s = serde_json::to_string_pretty(&doc).expect("JSON values always serialize");
-    s.push('\n');
-    s
+    // Everything but the results is small; the results stream in at the placeholder.
+    #[derive(serde::Serialize)]
+    struct Run<'a> {
+        #[serde(rename = "$schema")]
+        schema: &'a Value,
+        version: &'a Value,
+        runs: [RunBody<'a>; 1],
+    }
+    #[derive(serde::Serialize)]
+    struct RunBody<'a> {
+        tool: &'a Value,
+        results: Results<'a>,
+        invocations: &'a Value,
+    }
+    let run = &doc["runs"][0];
+    let streamed = Run {
+        schema: &doc["$schema"],
+        version: &doc["version"],
+        runs: [RunBody { tool: &run["tool"], results, invocations: &run["invocations"] }],
+    };
+    serde_json::to_writer_pretty(&mut *out, &streamed).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
 }

@@ -1,70 +1,55 @@
 use crate::manifest::Diagnostic;
 use crate::policy::audit::AuditReport;
-use std::fmt::Write;
+use crate::policy::finding::Finding;
+use std::io::Write;
 
-pub fn render(report: &AuditReport, diags: &[Diagnostic]) -> String {
-    let mut out = String::new();
-    let rows: Vec<[String; 5]> = report
-        .findings
-        .iter()
-        .map(|f| {
-            [
-                f.severity.to_string().to_uppercase(),
-                f.rule.to_string(),
-                f.object.to_string(),
-                f.field.clone(),
-                f.message.clone(),
-            ]
-        })
-        .collect();
+fn cells(f: &Finding) -> [String; 4] {
+    [
+        f.severity.to_string().to_uppercase(),
+        f.rule.to_string(),
+        f.object.to_string(),
+        f.field.clone(),
+    ]
+}
+
+pub fn write(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn Write) -> std::io::Result<()> {
     let header = ["SEVERITY", "RULE", "OBJECT", "FIELD", "MESSAGE"];
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r.iter()).take(4) {
+    // First pass: column widths; second pass: the lines (no copy of all rows is kept).
+    let mut widths = [0usize; 4];
+    for (w, h) in widths.iter_mut().zip(header) {
+        *w = h.len();
+    }
+    for f in &report.findings {
+        for (w, cell) in widths.iter_mut().zip(cells(f)) {
             *w = (*w).max(cell.len());
         }
     }
-    if !rows.is_empty() {
-        let line = |cells: [&str; 5]| {
-            format!(
-                "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}\n",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3]
-            )
-        };
-        out.push_str(&line(header));
-        for r in &rows {
-            out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    let line = |out: &mut dyn Write, c: [&str; 5]| {
+        writeln!(
+            out,
+            "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
+            c[0], c[1], c[2], c[3], c[4],
+            w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]
+        )
+    };
+    if !report.findings.is_empty() {
+        line(out, header)?;
+        for f in &report.findings {
+            let c = cells(f);
+            line(out, [&c[0], &c[1], &c[2], &c[3], &f.message])?;
         }
-        out.push('\n');
+        writeln!(out)?;
     }
     for d in diags {
-        let _ = writeln!(out, "{d}");
+        writeln!(out, "{d}")?;
     }
-    let by: Vec<String> = report
-        .by_severity()
-        .iter()
-        .rev()
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect();
-    let _ = writeln!(
+    let by: Vec<String> = report.by_severity().iter().rev().map(|(s, n)| format!("{n} {s}")).collect();
+    writeln!(
         out,
         "{} objects audited, {} findings{}, {} exempted",
         report.objects,
         report.findings.len(),
-        if by.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", by.join(", "))
-        },
+        if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) },
         report.exempted
-    );
-    out
+    )
 }

@@ -394,3 +394,21 @@ fn generate_is_deterministic_and_applies_the_selector() {
         "restricted"
     );
 }
+
+#[test]
+fn parallel_parsing_gives_the_same_report_as_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..12 {
+        let body = COMPLIANT.replace("name: good", &format!("name: good-{i}")).replace("privileged", "x")
+            + &format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: bad-{i}, namespace: ok}}\nspec: {{hostPID: true, containers: [{{name: c, image: i}}]}}\n---\nnot: [valid\n");
+        std::fs::write(dir.path().join(format!("f{i:02}.yaml")), body).unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    let one = palisade(&["audit", "--threads", "1", "--format", "json", d], None);
+    let four = palisade(&["audit", "--threads", "4", "--format", "json", d], None);
+    assert_eq!(one.status.code(), Some(2));
+    assert_eq!(stdout(&one), stdout(&four));
+    let report = json(&one);
+    assert_eq!(report["diagnostics"].as_array().unwrap().len(), 12);
+    assert_eq!(report["summary"]["objects"], 12 * 4);
+}

@@ -21,6 +21,9 @@ pub struct AuditArgs {
     /// Evaluate exemption expiry at this instant (RFC 3339) instead of now.
     #[arg(long)]
     now: Option<Timestamp>,
+    /// Threads parsing files (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Files or directories of manifests; `-` reads stdin.
     #[arg(required = true)]
     paths: Vec<String>,
@@ -41,13 +44,15 @@ pub fn run(args: AuditArgs) -> ExitCode {
     };
     let mut auditor = Auditor::new(&baseline);
     let mut diags = Vec::new();
-    for path in &args.paths {
-        manifest::load_path(
-            path,
-            &mut |obj, src| auditor.add(obj, Some(&src)),
-            &mut diags,
-        );
-    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    manifest::load_paths(
+        &args.paths,
+        threads,
+        &mut |obj, src| auditor.add(obj, Some(&src)),
+        &mut diags,
+    );
     let report = auditor.finish();
     {
         let stdout = std::io::stdout();

@@ -17,7 +17,12 @@ pub enum Format {
 
 /// Writes the report (and input diagnostics) in `format` to `out`, streaming: no copy of the
 /// findings is built in memory (a 100k-workload repository has over half a million findings).
-pub fn write(format: Format, report: &AuditReport, diags: &[Diagnostic], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub fn write(
+    format: Format,
+    report: &AuditReport,
+    diags: &[Diagnostic],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     match format {
         Format::Table => table::write(report, diags, out),
         Format::Json => json_report(report, diags, out),
@@ -39,7 +44,11 @@ fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
     })
 }
 
-fn json_report(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+fn json_report(
+    report: &AuditReport,
+    diags: &[Diagnostic],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     #[derive(serde::Serialize)]
     struct Doc<'a> {
         summary: serde_json::Value,

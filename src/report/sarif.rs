@@ -76,10 +76,17 @@ impl serde::Serialize for Results<'_> {
     }
 }
 
-pub fn write(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub fn write(
+    report: &AuditReport,
+    diags: &[Diagnostic],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let rules: Vec<Rule> = Rule::ALL.to_vec();
     let index: BTreeMap<Rule, usize> = rules.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-    let results = Results { findings: &report.findings, index: &index };
+    let results = Results {
+        findings: &report.findings,
+        index: &index,
+    };
     let notifications: Vec<Value> = diags
         .iter()
         .map(|d| {
@@ -123,7 +130,11 @@ pub fn write(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn std::io::
     let streamed = Run {
         schema: &doc["$schema"],
         version: &doc["version"],
-        runs: [RunBody { tool: &run["tool"], results, invocations: &run["invocations"] }],
+        runs: [RunBody {
+            tool: &run["tool"],
+            results,
+            invocations: &run["invocations"],
+        }],
     };
     serde_json::to_writer_pretty(&mut *out, &streamed).map_err(std::io::Error::other)?;
     out.write_all(b"\n")

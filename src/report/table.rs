@@ -12,7 +12,11 @@ fn cells(f: &Finding) -> [String; 4] {
     ]
 }
 
-pub fn write(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn Write) -> std::io::Result<()> {
+pub fn write(
+    report: &AuditReport,
+    diags: &[Diagnostic],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let header = ["SEVERITY", "RULE", "OBJECT", "FIELD", "MESSAGE"];
     // First pass: column widths; second pass: the lines (no copy of all rows is kept).
     let mut widths = [0usize; 4];
@@ -28,8 +32,15 @@ pub fn write(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn Write) ->
         writeln!(
             out,
             "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
-            c[0], c[1], c[2], c[3], c[4],
-            w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
         )
     };
     if !report.findings.is_empty() {
@@ -43,13 +54,22 @@ pub fn write(report: &AuditReport, diags: &[Diagnostic], out: &mut dyn Write) ->
     for d in diags {
         writeln!(out, "{d}")?;
     }
-    let by: Vec<String> = report.by_severity().iter().rev().map(|(s, n)| format!("{n} {s}")).collect();
+    let by: Vec<String> = report
+        .by_severity()
+        .iter()
+        .rev()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
     writeln!(
         out,
         "{} objects audited, {} findings{}, {} exempted",
         report.objects,
         report.findings.len(),
-        if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) },
+        if by.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by.join(", "))
+        },
         report.exempted
     )
 }

@@ -103,6 +103,8 @@ pub fn load_paths(
             load_file(f, sink, diags);
         }
     } else {
+        // Moved once through the channel; boxing would add an allocation per object.
+        #[allow(clippy::large_enum_variant)]
         enum Msg {
             Object(Object, Source),
             Diagnostics(Vec<Diagnostic>),

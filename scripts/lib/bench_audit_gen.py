@@ -269,8 +269,8 @@ class Gen:
         vols = [("config", ["configMap:", f"  name: {rel['name']}-config"]),
                 ("tmp", ["emptyDir:", "  sizeLimit: 256Mi"])]
         if r.random() < 0.3:
-            # 256 = 0400. Charts often write `0400` (an octal int in YAML 1.1, which Kubernetes
-            # uses); palisade reads YAML 1.2 and rejects it as a string (see docs/benchmarks.md).
+            # 256 = 0400. Charts often write `0400` (a YAML 1.1 octal int, as Kubernetes reads
+            # it); decimal keeps the corpus valid for YAML 1.2 readers and comparable over time.
             mounts.append(("tls", "/etc/tls", True))
             vols.append(("tls", ["secret:", f"  secretName: {rel['name']}-tls", "  defaultMode: 256"]))
         if posture == "privileged":

@@ -103,14 +103,10 @@ pub fn load_paths(
             load_file(f, sink, diags);
         }
     } else {
-        // Moved once through the channel; boxing would add an allocation per object.
-        #[allow(clippy::large_enum_variant)]
-        enum Msg {
-            Object(Object, Source),
-            Diagnostics(Vec<Diagnostic>),
-        }
+        /// One file's objects and diagnostics: one channel message per file, not per object.
+        type Batch = (Vec<(Object, Source)>, Vec<Diagnostic>);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(1024);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2 * threads);
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 let tx = tx.clone();
@@ -118,25 +114,19 @@ pub fn load_paths(
                 scope.spawn(move || loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(f) = files.get(i) else { return };
-                    let mut local = Vec::new();
-                    load_file(
-                        f,
-                        &mut |o, s| {
-                            let _ = tx.send(Msg::Object(o, s));
-                        },
-                        &mut local,
-                    );
-                    if !local.is_empty() && tx.send(Msg::Diagnostics(local)).is_err() {
+                    let (mut objects, mut local) = (Vec::new(), Vec::new());
+                    load_file(f, &mut |o, s| objects.push((o, s)), &mut local);
+                    if tx.send((objects, local)).is_err() {
                         return;
                     }
                 });
             }
             drop(tx);
-            for msg in rx {
-                match msg {
-                    Msg::Object(o, s) => sink(o, s),
-                    Msg::Diagnostics(d) => diags.extend(d),
+            for (objects, d) in rx {
+                for (o, s) in objects {
+                    sink(o, s);
                 }
+                diags.extend(d);
             }
         });
     }

@@ -72,9 +72,10 @@ impl Finding {
         }
     }
 
-    /// Sort key that makes reports deterministic.
-    pub fn sort_key(&self) -> (&ObjectRef, Rule, &str) {
-        (&self.object, self.rule, &self.field)
+    /// Sort key that makes reports deterministic, whatever order objects were read in.
+    pub fn sort_key(&self) -> (&ObjectRef, Rule, &str, Option<(&str, usize)>) {
+        let source = self.source.as_ref().map(|s| (s.file.as_str(), s.document));
+        (&self.object, self.rule, &self.field, source)
     }
 }
 

@@ -101,17 +101,17 @@ pub fn namespace_objects(
     let mut out = NamespaceObjects::default();
     let m = |name: &str| meta(name, Some(ns), b, owner);
     let deny_egress = s.default_deny.contains(&Direction::Egress);
+    let denied_types: Vec<String> = s
+        .default_deny
+        .iter()
+        .map(|d| d.as_str().to_string())
+        .collect();
     if !s.default_deny.is_empty() {
         out.network_policies.push(policy(
             m("palisade-default-deny"),
             NetworkPolicySpec {
                 pod_selector: Some(select_all()),
-                policy_types: Some(
-                    s.default_deny
-                        .iter()
-                        .map(|d| d.as_str().to_string())
-                        .collect(),
-                ),
+                policy_types: Some(denied_types.clone()),
                 // Explicitly no rules: someone adding one is drift and gets reverted.
                 ingress: s.default_deny.contains(&Direction::Ingress).then(Vec::new),
                 egress: deny_egress.then(Vec::new),
@@ -131,12 +131,7 @@ pub fn namespace_objects(
             m("palisade-allow-same-namespace"),
             NetworkPolicySpec {
                 pod_selector: Some(select_all()),
-                policy_types: Some(
-                    s.default_deny
-                        .iter()
-                        .map(|d| d.as_str().to_string())
-                        .collect(),
-                ),
+                policy_types: Some(denied_types.clone()),
                 ingress: s.default_deny.contains(&Direction::Ingress).then(|| {
                     vec![NetworkPolicyIngressRule {
                         from: Some(same.clone()),

@@ -6,7 +6,7 @@
 
 use crate::metrics::{Metrics, WatchLabels};
 use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::policy::workload::WORKLOAD_KINDS;
+use crate::policy::workload::controlled_by_workload;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -16,7 +16,6 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -27,13 +26,6 @@ use std::sync::Arc;
 
 /// A stream of objects that changed (applied or deleted), for triggering reconciles.
 pub type Trigger<K> = Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
-
-fn owned_by_workload(meta: &ObjectMeta) -> bool {
-    meta.owner_references.as_ref().is_some_and(|refs| {
-        refs.iter()
-            .any(|r| r.controller == Some(true) && WORKLOAD_KINDS.contains(&r.kind.as_str()))
-    })
-}
 
 /// Drops what the engine never reads, so a 10k-pod cluster stays small in memory.
 pub trait Trim {
@@ -46,7 +38,7 @@ macro_rules! trim_status {
             fn trim(&mut self) {
                 self.metadata.managed_fields = None;
                 self.status = None;
-                if owned_by_workload(&self.metadata) {
+                if controlled_by_workload(&self.metadata) {
                     self.spec = None;
                 }
             }

@@ -36,6 +36,15 @@ pub const WORKLOAD_KINDS: &[&str] = &[
 
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
+/// True when a workload controller (a Deployment's ReplicaSet, a Job's CronJob, ...) manages the
+/// object: findings are reported once, on that controller.
+pub fn controlled_by_workload(meta: &ObjectMeta) -> bool {
+    meta.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter()
+            .any(|r| r.controller == Some(true) && WORKLOAD_KINDS.contains(&r.kind.as_str()))
+    })
+}
+
 /// A pod spec as the checks see it: where it lives, its labels/annotations, and the spec itself.
 #[derive(Clone, Copy, Debug)]
 pub struct PodTarget<'a> {
@@ -150,14 +159,7 @@ impl Workload {
     /// (a ReplicaSet owned by a Deployment, a Pod owned by a ReplicaSet/Job/...),
     /// so findings are reported once, on the owner.
     pub fn is_owned_by_workload(&self) -> bool {
-        self.metadata()
-            .owner_references
-            .as_ref()
-            .is_some_and(|refs| {
-                refs.iter().any(|r| {
-                    r.controller == Some(true) && WORKLOAD_KINDS.contains(&r.kind.as_str())
-                })
-            })
+        controlled_by_workload(self.metadata())
     }
 
     /// The pod template; `None` when the object has no spec (nothing to check).

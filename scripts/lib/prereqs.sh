@@ -6,6 +6,11 @@ missing=()
 for tool in openssl curl jq python3; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# lua5.4: runs the Argo CD health check's tests; buildah + umoci + skopeo: build and
+# inspect the container image without a Docker engine.
+for tool in lua5.4 buildah umoci skopeo; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"

@@ -15,6 +15,12 @@ reported as "skipped"). Pod specs are 60-120 lines with several containers, init
 probes, env, resources and volumes; some are compliant with restricted PSS + hardening, most
 are not (missing seccomp, writable root fs, root, privileged infra DaemonSets, ...).
 
+meta.json also names "probes": a few workloads per kind of known posture ("privileged": root,
+privileged containers, host namespaces and hostPath; "compliant": restricted PSS + hardening),
+with their file. scripts/bench-offline checks that every tool flags the privileged ones, so no
+tool is timed doing nothing. Recording them draws no random numbers: the manifests are the same
+as without them.
+
 Output depends only on (--workloads, --seed, GENERATOR_VERSION): random.Random(seed) and no
 iteration over unordered containers. Standard library only.
 """
@@ -71,6 +77,7 @@ class Gen:
     def __init__(self, seed):
         self.rng = random.Random(seed)
         self.kinds = {}
+        self.last_posture = None  # posture of the last workload() (probes in meta.json)
 
     def hexd(self, n=64):
         return "%0*x" % (n, self.rng.getrandbits(n * 4))
@@ -350,6 +357,7 @@ class Gen:
         posture = weighted(r, POSTURES)
         if kind == "DaemonSet" and r.random() < 0.5:
             posture = "privileged"  # node agents
+        self.last_posture = posture
         name = f"{rel['name']}-{comp}"
         api = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
                "Job": "batch/v1", "CronJob": "batch/v1", "Pod": "v1"}[kind]
@@ -547,12 +555,20 @@ def pct(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, len(sorted_values) * p // 100)]
 
 
-def write_files(dirpath, stem, docs, per_file, stats):
+PROBES_PER_KIND = 2  # per workload kind and probe posture
+
+
+def write_files(dirpath, stem, docs, per_file, stats, probes=(), repo=None):
+    """Writes docs, per_file to a file. probes: (doc index, probe dict) pairs; their "file"
+    (relative to repo) is filled in."""
     os.makedirs(dirpath, exist_ok=True)
     for i in range(0, len(docs), per_file):
         chunk = docs[i:i + per_file]
         text = "---\n" + "---\n".join("\n".join(d) + "\n" for d in chunk)
         path = os.path.join(dirpath, f"{stem}-{i // per_file:03d}.yaml")
+        for di, probe in probes:
+            if i <= di < i + per_file:
+                probe["file"] = os.path.relpath(path, repo)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         stats["files"] += 1
@@ -571,6 +587,8 @@ def generate(workloads, seed, out, per_file):
     remaining = workloads
     cluster_docs = {c: {"namespaces": [], "rbac": []} for c in range(n_clusters)}
     op_index = 0
+    probes = {"privileged": [], "compliant": []}
+    probe_counts = {}
     for nsi in range(n_ns):
         quota = workloads // n_ns + (1 if nsi < workloads % n_ns else 0)
         team = TEAMS[nsi % len(TEAMS)]
@@ -581,6 +599,7 @@ def generate(workloads, seed, out, per_file):
         docs = list(g.network_policies(ns, team))
         made = 0
         rel_i = 0
+        ns_probes = []
         while made < quota:
             app = r.choice(COMPONENTS) + "-" + r.choice(["svc", "app", "core", "v2", "edge"])
             rel = {"name": f"{app}-{rel_i}", "app": app, "team": team, "ns": ns,
@@ -598,6 +617,12 @@ def generate(workloads, seed, out, per_file):
             for comp in comps:
                 kind = weighted(r, WORKLOAD_MIX)
                 lines = g.workload(rel, kind, comp)
+                posture = g.last_posture
+                if posture in probes and probe_counts.get((posture, kind), 0) < PROBES_PER_KIND:
+                    probe_counts[(posture, kind)] = probe_counts.get((posture, kind), 0) + 1
+                    probe = {"kind": kind, "namespace": ns, "name": f"{rel['name']}-{comp}"}
+                    probes[posture].append(probe)
+                    ns_probes.append((len(docs), probe))
                 workload_lines.append(len(lines))
                 docs.append(lines)
                 if kind in ("Deployment", "StatefulSet") and r.random() < 0.6:
@@ -609,7 +634,7 @@ def generate(workloads, seed, out, per_file):
                 cdocs["rbac"].extend(g.cluster_rbac(op_index, rel))
                 op_index += 1
         write_files(os.path.join(repo, "clusters", f"cluster-{cluster:02d}", team, ns), "apps",
-                    docs, per_file, stats)
+                    docs, per_file, stats, ns_probes, repo)
     for c in range(n_clusters):
         d = os.path.join(repo, "clusters", f"cluster-{c:02d}", "cluster-scoped")
         write_files(d, "namespaces", cluster_docs[c]["namespaces"], per_file, stats)
@@ -628,7 +653,7 @@ def generate(workloads, seed, out, per_file):
         "workload_lines": {"min": workload_lines[0], "p10": pct(workload_lines, 10),
                            "median": pct(workload_lines, 50), "p90": pct(workload_lines, 90),
                            "max": workload_lines[-1]},
-        "kinds": kinds, **stats,
+        "kinds": kinds, "probes": probes, **stats,
     }
     assert wl == workloads, (wl, workloads)
     with open(os.path.join(out, "meta.json"), "w") as f:

@@ -29,6 +29,13 @@ pub struct RunArgs {
     /// Reconcile only SecurityBaselines matching this label selector (sharding, tests).
     #[arg(long)]
     baseline_selector: Option<String>,
+    /// Publish findings per namespace as OpenReports `Report` objects (needs the
+    /// reports.openreports.io CRD). Off: reports published earlier are deleted.
+    #[arg(long)]
+    reports: bool,
+    /// Results listed per report at most (the summary counts all findings).
+    #[arg(long, default_value_t = palisade::controller::reports::DEFAULT_MAX_RESULTS)]
+    reports_max_results: usize,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -69,6 +76,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         resync: Duration::from_secs(args.resync.max(10)),
         debounce: Duration::from_millis(args.debounce_ms),
         baseline_selector: args.baseline_selector.clone(),
+        reports: args.reports,
+        report_max_results: args.reports_max_results,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,6 +8,7 @@ pub mod events;
 pub mod leader;
 pub mod observe;
 pub mod reconcile;
+pub mod reports;
 pub mod status;
 
 use crate::crd::SecurityBaseline;
@@ -34,6 +35,10 @@ pub struct RunOptions {
     pub resync: Duration,
     pub debounce: Duration,
     pub baseline_selector: Option<String>,
+    /// Publish findings as OpenReports `Report` objects (`--reports`).
+    pub reports: bool,
+    /// Results per report at most (`--reports-max-results`).
+    pub report_max_results: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,8 @@ pub enum RunError {
     Listen(std::net::SocketAddr, std::io::Error),
     #[error("lost the leader lease")]
     LostLeadership,
+    #[error(transparent)]
+    Reports(#[from] reports::StartError),
 }
 
 /// Which baselines an object in `namespace` concerns (all of them for cluster-scoped objects).
@@ -132,6 +139,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
 
     let (caches, triggers) = cache::caches(&client, &metrics);
+    let (reports, report_triggers) =
+        match reports::start(&client, opts.reports, opts.report_max_results).await? {
+            Some((r, t)) => (Some(r), Some(t)),
+            None => (None, None),
+        };
     let api: Api<DeserializeGuard<SecurityBaseline>> = Api::all(client.clone());
     let mut baseline_watch = watcher::Config::default().any_semantic();
     if let Some(sel) = &opts.baseline_selector {
@@ -154,7 +166,15 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }};
     }
     let i = index.clone();
-    let ctl = ctl.watches_stream(triggers.namespaces, move |_| i.all());
+    let mut ctl = ctl.watches_stream(triggers.namespaces, move |_| i.all());
+    if let Some(t) = report_triggers {
+        // A report edited or deleted by someone else is restored at once.
+        ctl = ctl.watches_stream_with(
+            t,
+            |r| r.labels().get(BASELINE_LABEL).map(|b| ObjectRef::new(b)),
+            reports::api_resource(),
+        );
+    }
     let ctl = watch_all!(
         ctl,
         pods,
@@ -191,6 +211,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         exported: Default::default(),
         failures: Default::default(),
         resync: opts.resync,
+        reports,
     });
 
     if let Some(e) = elector {

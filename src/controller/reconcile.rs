@@ -42,6 +42,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Periodic full resync, also the upper bound between reconciles.
     pub resync: Duration,
+    /// OpenReports publishing (or pruning only, with `--reports` off); None without the API.
+    pub reports: Option<super::reports::Reports>,
 }
 
 /// Why a reconcile failed; `category` is a bounded label for metrics.
@@ -314,6 +316,30 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
             changes
         );
         generated.labelled_namespaces = namespace_labels(ctx, &name, &per_ns, &mut changes).await?;
+        if let Some(r) = &ctx.reports {
+            let covered: Vec<String> = namespaces.iter().map(|n| n.name_any()).collect();
+            let wanted = super::reports::wanted(
+                &name,
+                &covered,
+                &report.findings,
+                owner.as_ref(),
+                r.max_results,
+            );
+            r.converge(&ctx.metrics, &name, &uid, wanted)
+                .await
+                .map_err(|e| match e {
+                    super::reports::WriteError::Apply(name, source) => Error::Apply {
+                        kind: "Report".into(),
+                        name,
+                        source,
+                    },
+                    super::reports::WriteError::Prune(name, source) => Error::Prune {
+                        kind: "Report".into(),
+                        name,
+                        source,
+                    },
+                })?;
+        }
         Ok::<(), Error>(())
     }
     .await;

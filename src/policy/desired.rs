@@ -43,6 +43,42 @@ pub struct ClusterObjects {
     pub admission_bindings: Vec<ValidatingAdmissionPolicyBinding>,
 }
 
+/// Annotations that keep GitOps tools from pruning or flagging generated objects, which no
+/// repository declares: Argo CD (compare-options, sync-options) and Flux (kustomize-controller's
+/// delete policy). Flux only prunes what it applied itself; the annotation guards the case where a
+/// repository also ships an object of the same name.
+pub const GITOPS_ANNOTATIONS: [(&str, &str); 3] = [
+    ("argocd.argoproj.io/compare-options", "IgnoreExtraneous"),
+    ("argocd.argoproj.io/sync-options", "Prune=false"),
+    ("kustomize.toolkit.fluxcd.io/prune", "disabled"),
+];
+
+/// Labels and annotations by which GitOps tools recognise objects as part of an application.
+/// Generated objects must never carry one: Argo CD would count them as its own (OutOfSync, pruned
+/// on sync) and Flux's labels would attribute them to a Kustomization.
+pub fn is_gitops_tracking_key(key: &str) -> bool {
+    key == "app.kubernetes.io/instance"
+        || key == "argocd.argoproj.io/tracking-id"
+        || key == "argocd.argoproj.io/instance"
+        || (key.starts_with("kustomize.toolkit.fluxcd.io/")
+            && key != "kustomize.toolkit.fluxcd.io/prune")
+        || key.starts_with("helm.toolkit.fluxcd.io/")
+}
+
+/// Metadata every generated object carries besides its labels (also used for policy reports).
+pub fn gitops_annotations() -> BTreeMap<String, String> {
+    GITOPS_ANNOTATIONS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Palisade's labels for objects generated for `baseline` (built fresh: nothing is copied from
+/// the baseline's own metadata, so GitOps tracking labels never spread to generated objects).
+pub fn generated_labels(baseline: &str) -> BTreeMap<String, String> {
+    labels(baseline)
+}
+
 fn labels(baseline: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
@@ -60,21 +96,7 @@ fn meta(
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
         labels: Some(labels(&b.name)),
-        // GitOps tools must neither prune nor flag objects that no repository declares.
-        annotations: Some(BTreeMap::from([
-            (
-                "argocd.argoproj.io/compare-options".to_string(),
-                "IgnoreExtraneous".to_string(),
-            ),
-            (
-                "argocd.argoproj.io/sync-options".to_string(),
-                "Prune=false".to_string(),
-            ),
-            (
-                "kustomize.toolkit.fluxcd.io/prune".to_string(),
-                "disabled".to_string(),
-            ),
-        ])),
+        annotations: Some(gitops_annotations()),
         owner_references: owner.map(|o| vec![o.clone()]),
         ..Default::default()
     }
@@ -393,4 +415,78 @@ fn push_policy(
                 param_ref: None,
             }),
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::SecurityBaselineSpec;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn sample() -> CompiledBaseline {
+        let yaml = include_str!("../../config/baseline.yaml");
+        let doc: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let spec: SecurityBaselineSpec = serde_json::from_value(doc["spec"].clone()).unwrap();
+        CompiledBaseline::compile("shop", &spec, Timestamp::UNIX_EPOCH).unwrap()
+    }
+
+    fn all_meta(b: &CompiledBaseline) -> Vec<ObjectMeta> {
+        let ns = namespace_objects("shop", b, None);
+        let cl = cluster_objects(b, None);
+        let mut v: Vec<ObjectMeta> = Vec::new();
+        v.extend(ns.network_policies.into_iter().map(|o| o.metadata));
+        v.extend(ns.roles.into_iter().map(|o| o.metadata));
+        v.extend(ns.role_bindings.into_iter().map(|o| o.metadata));
+        v.extend(cl.admission_policies.into_iter().map(|o| o.metadata));
+        v.extend(cl.admission_bindings.into_iter().map(|o| o.metadata));
+        v
+    }
+
+    #[test]
+    fn every_generated_object_asks_gitops_tools_not_to_prune_or_flag_it() {
+        let metas = all_meta(&sample());
+        // default deny, DNS, one allow rule, Role, RoleBinding, 2 policies + 2 bindings
+        assert_eq!(metas.len(), 9);
+        for m in &metas {
+            let a = m.annotations.as_ref().unwrap();
+            assert_eq!(a["argocd.argoproj.io/compare-options"], "IgnoreExtraneous");
+            assert_eq!(a["argocd.argoproj.io/sync-options"], "Prune=false");
+            assert_eq!(a["kustomize.toolkit.fluxcd.io/prune"], "disabled");
+        }
+    }
+
+    #[test]
+    fn no_generated_object_carries_a_gitops_tracking_key() {
+        for m in all_meta(&sample()) {
+            let keys = m
+                .labels
+                .iter()
+                .flatten()
+                .chain(m.annotations.iter().flatten());
+            for (k, _) in keys {
+                assert!(!is_gitops_tracking_key(k), "{:?} carries {k}", m.name);
+            }
+            assert_eq!(m.labels.unwrap(), generated_labels("shop"));
+        }
+    }
+
+    #[test]
+    fn tracking_keys_of_argo_cd_and_flux_are_recognised() {
+        for k in [
+            "app.kubernetes.io/instance",
+            "argocd.argoproj.io/tracking-id",
+            "kustomize.toolkit.fluxcd.io/name",
+            "kustomize.toolkit.fluxcd.io/namespace",
+            "helm.toolkit.fluxcd.io/name",
+        ] {
+            assert!(is_gitops_tracking_key(k), "{k}");
+        }
+        for k in [
+            "app.kubernetes.io/managed-by",
+            "kustomize.toolkit.fluxcd.io/prune",
+            "argocd.argoproj.io/sync-options",
+        ] {
+            assert!(!is_gitops_tracking_key(k), "{k}");
+        }
+    }
 }

@@ -1,0 +1,359 @@
+//! `palisade run --reports` against the real control plane with the OpenReports CRD (taken from
+//! the github.com/openreports/reports-api module): one Report per covered namespace, updated when
+//! a violation is fixed, no writes in steady state, bounded in size, removed when the namespace
+//! leaves coverage or the flag is turned off; and a clear failure when the CRD is missing.
+#![cfg(feature = "e2e")]
+
+mod common;
+
+use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use palisade::crd::SecurityBaseline;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const CRD_NAME: &str = "reports.openreports.io";
+const MODULE: &str = "github.com/openreports/reports-api@v0.2.1";
+const ID_LABEL: &str = "palisade-test-id";
+const NS_LABEL: &str = "palisade-test";
+
+/// Tests that need the CRD share it; the test that removes it runs alone.
+static CRD: RwLock<()> = RwLock::const_new(());
+
+fn reports_api() -> ApiResource {
+    palisade::controller::reports::api_resource()
+}
+
+async fn install_openreports_crd(client: &Client) {
+    let out = std::process::Command::new(format!("{ROOT}/scripts/go-module-file"))
+        .args([MODULE, "config/crd/openreports.io_reports.yaml"])
+        .output()
+        .expect("scripts/go-module-file");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout).unwrap();
+    let yaml = std::fs::read_to_string(path.trim()).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    common::apply_yaml(&api, "palisade-tests", &yaml).await;
+    wait_for(
+        "OpenReports CRD established and served",
+        DEADLINE,
+        || async {
+            let crd = api.get(CRD_NAME).await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            let served = Api::<DynamicObject>::all_with(client.clone(), &reports_api())
+                .list(&Default::default())
+                .await
+                .is_ok();
+            (established && served).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn apply_baseline(client: &Client, name: &str, id: &str, spec: Value) -> SecurityBaseline {
+    let body = json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "SecurityBaseline",
+        "metadata": {"name": name, "labels": {ID_LABEL: id}},
+        "spec": spec,
+    });
+    Api::<SecurityBaseline>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("palisade-tests").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap()
+}
+
+/// A Deployment with `hostNetwork` as given (plus whatever else the restricted level reports).
+async fn deployment(client: &Client, ns: &str, name: &str, host_network: bool) {
+    let body = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"hostNetwork": host_network,
+                    "containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}},
+    });
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("palisade-tests").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+}
+
+async fn report(client: &Client, ns: &str, name: &str) -> Option<DynamicObject> {
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &reports_api())
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn data(r: &DynamicObject) -> &Value {
+    &r.data
+}
+
+fn has_result(r: &DynamicObject, rule: &str, name: &str) -> bool {
+    data(r)["results"].as_array().is_some_and(|rs| {
+        rs.iter()
+            .any(|x| x["rule"] == rule && x["resources"][0]["name"] == name)
+    })
+}
+
+async fn reconciles_done(op: &Operator, baseline: &str) -> f64 {
+    let label = format!("baseline=\"{baseline}\"");
+    op.metric("palisade_reconcile_duration_seconds_count", &[&label])
+        .await
+        .unwrap_or(0.0)
+}
+
+async fn report_writes(op: &Operator) -> f64 {
+    op.metric("palisade_api_writes_total", &["kind=\"Report\""])
+        .await
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_follow_findings_and_coverage() {
+    let _shared = CRD.read().await;
+    let client = common::client().await;
+    install_crd(&client).await;
+    install_openreports_crd(&client).await;
+    let id = unique("reports");
+    let ns1 = TestNamespace::new(&client, "rep-a", &[(NS_LABEL, id.as_str())]).await;
+    let ns2 = TestNamespace::new(&client, "rep-b", &[(NS_LABEL, id.as_str())]).await;
+    deployment(&client, &ns1.name, "web", true).await;
+    let baseline = apply_baseline(
+        &client,
+        &id,
+        &id,
+        json!({"namespaceSelector": {"matchLabels": {NS_LABEL: id}}}),
+    )
+    .await;
+    let selector = format!("{ID_LABEL}={id}");
+    let mut op = Operator::start(&["--baseline-selector", &selector, "--reports"]);
+    let name = format!("palisade-{id}");
+
+    // A report per covered namespace, with the violation, owned by the baseline.
+    let r1 = wait_for("report with the hostNetwork finding", DEADLINE, || async {
+        let r = report(&client, &ns1.name, &name).await?;
+        has_result(&r, "pss.host-namespaces", "web").then_some(r)
+    })
+    .await;
+    let owner = &r1.owner_references()[0];
+    assert_eq!(owner.kind, "SecurityBaseline");
+    assert_eq!(Some(&owner.uid), baseline.metadata.uid.as_ref());
+    assert_eq!(data(&r1)["source"], "palisade");
+    let results = data(&r1)["results"].as_array().unwrap();
+    assert_eq!(data(&r1)["summary"]["fail"], results.len());
+    assert!(results.iter().all(|x| x["result"] == "fail"));
+    let hostnet = results
+        .iter()
+        .find(|x| x["rule"] == "pss.host-namespaces")
+        .unwrap();
+    assert_eq!(hostnet["severity"], "high");
+    assert_eq!(hostnet["policy"], id.as_str());
+    assert_eq!(hostnet["resources"][0]["kind"], "Deployment");
+    assert_eq!(hostnet["resources"][0]["apiVersion"], "apps/v1");
+    wait_for("report in the second namespace", DEADLINE, || async {
+        report(&client, &ns2.name, &name).await
+    })
+    .await;
+
+    // Fixing the violation updates the report.
+    deployment(&client, &ns1.name, "web", false).await;
+    let fixed = wait_for("report without the fixed finding", DEADLINE, || async {
+        let r = report(&client, &ns1.name, &name).await?;
+        (!has_result(&r, "pss.host-namespaces", "web")).then_some(r)
+    })
+    .await;
+    assert!(
+        has_result(&fixed, "pss.run-as-non-root", "web"),
+        "the other findings stay"
+    );
+
+    // Steady state: a reconcile that changes nothing writes no report.
+    let rv = fixed.resource_version();
+    wait_for("operator settled", DEADLINE, || async {
+        let before = reconciles_done(&op, &id).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (reconciles_done(&op, &id).await == before).then_some(())
+    })
+    .await;
+    let writes = report_writes(&op).await;
+    let before = reconciles_done(&op, &id).await;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns1.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("a reconcile after the touch", DEADLINE, || async {
+        (reconciles_done(&op, &id).await > before).then_some(())
+    })
+    .await;
+    assert_eq!(
+        report_writes(&op).await,
+        writes,
+        "report writes in steady state"
+    );
+    let again = report(&client, &ns1.name, &name).await.unwrap();
+    assert_eq!(again.resource_version(), rv);
+
+    // A namespace that leaves coverage loses its report.
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns2.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {NS_LABEL: "elsewhere"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "report of the uncovered namespace pruned",
+        DEADLINE,
+        || async {
+            report(&client, &ns2.name, &name)
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(report(&client, &ns1.name, &name).await.is_some());
+
+    // Without --reports the operator removes what it published.
+    op.stop();
+    let mut op = Operator::start(&["--baseline-selector", &selector]);
+    wait_for("reports pruned with --reports off", DEADLINE, || async {
+        report(&client, &ns1.name, &name)
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(report_writes(&op).await >= 1.0, "the delete is counted");
+    let _ = Api::<SecurityBaseline>::all(client.clone())
+        .delete(&id, &DeleteParams::default())
+        .await;
+    op.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_bounded_and_say_they_are_truncated() {
+    let _shared = CRD.read().await;
+    let client = common::client().await;
+    install_crd(&client).await;
+    install_openreports_crd(&client).await;
+    let id = unique("bounded");
+    let ns = TestNamespace::new(&client, "rep-many", &[(NS_LABEL, id.as_str())]).await;
+    for i in 0..6 {
+        deployment(&client, &ns.name, &format!("app-{i}"), i % 2 == 0).await;
+    }
+    apply_baseline(
+        &client,
+        &id,
+        &id,
+        json!({"namespaceSelector": {"matchLabels": {NS_LABEL: id}}}),
+    )
+    .await;
+    let selector = format!("{ID_LABEL}={id}");
+    let mut op = Operator::start(&[
+        "--baseline-selector",
+        &selector,
+        "--reports",
+        "--reports-max-results",
+        "5",
+    ]);
+    let name = format!("palisade-{id}");
+    let r = wait_for("a report of all six deployments", DEADLINE, || async {
+        let r = report(&client, &ns.name, &name).await?;
+        // Every deployment breaks several restricted rules: far more than 5 findings.
+        (data(&r)["summary"]["fail"].as_u64()? > 6 * 3).then_some(r)
+    })
+    .await;
+    let results = data(&r)["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert!(
+        results.iter().all(|x| x["severity"] == "high"),
+        "the most severe first: {results:#?}"
+    );
+    assert_eq!(r.annotations()["palisade.dev/truncated"], "true");
+    assert_eq!(
+        r.annotations()["palisade.dev/total-results"],
+        data(&r)["summary"]["fail"].to_string()
+    );
+    assert_eq!(data(&r)["configuration"]["limits"]["maxResults"], 5);
+    let _ = Api::<SecurityBaseline>::all(client.clone())
+        .delete(&id, &DeleteParams::default())
+        .await;
+    op.stop();
+}
+
+/// With `--reports` and no OpenReports CRD the operator stops at once with a message naming the
+/// CRD (a Deployment crash-loops visibly instead of silently publishing nothing); without the
+/// flag it runs normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_crd_reports_fail_clearly() {
+    let _alone = CRD.write().await;
+    let client = common::client().await;
+    install_crd(&client).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let _ = crds.delete(CRD_NAME, &DeleteParams::default()).await;
+    wait_for("OpenReports API gone", DEADLINE, || async {
+        let gone = crds.get_opt(CRD_NAME).await.ok()?.is_none();
+        let unserved = Api::<DynamicObject>::all_with(client.clone(), &reports_api())
+            .list(&Default::default())
+            .await
+            .is_err();
+        (gone && unserved).then_some(())
+    })
+    .await;
+
+    let selector = format!("{ID_LABEL}={}", unique("nocrd"));
+    let mut op = Operator::start(&["--baseline-selector", &selector, "--reports"]);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = op.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the operator kept running without the CRD"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(op.log_path()).unwrap();
+    assert!(
+        log.contains("--reports needs the OpenReports CRD (reports.openreports.io"),
+        "{log}"
+    );
+
+    let mut plain = Operator::start(&["--baseline-selector", &selector]);
+    plain.wait_ready().await;
+    assert!(plain.child.try_wait().unwrap().is_none());
+    plain.stop();
+    op.stop();
+}

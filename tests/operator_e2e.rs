@@ -925,11 +925,12 @@ async fn leader_election_failover() {
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("leader");
-    let lease = unique("palisade-e2e-lease");
+    // The Lease the shipped RBAC allows (deploy/base/rbac.yaml): name and namespace are fixed.
+    let lease = "palisade-leader".to_string();
     let args = [
         "--leader-elect",
         "--lease-namespace",
-        "default",
+        "palisade-system",
         "--lease-name",
         lease.as_str(),
         "--lease-duration",
@@ -1006,13 +1007,13 @@ async fn leader_election_failover() {
         standby.writes(&[]).await > 0.0,
         "the new leader wrote: {dump}"
     );
-    let l = Api::<Lease>::namespaced(client.clone(), "default")
+    let l = Api::<Lease>::namespaced(client.clone(), "palisade-system")
         .get(&lease)
         .await
         .unwrap();
     assert!(l.spec.unwrap().lease_transitions.unwrap_or(0) >= 1);
     drop(standby);
-    let _ = Api::<Lease>::namespaced(client.clone(), "default")
+    let _ = Api::<Lease>::namespaced(client.clone(), "palisade-system")
         .delete(&lease, &DeleteParams::default())
         .await;
     delete_baseline(&client, &id).await;

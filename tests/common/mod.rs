@@ -142,10 +142,14 @@ pub async fn install_crd(client: &Client) {
     .await;
 }
 
-/// A `palisade run` process, killed when dropped.
+/// A `palisade run` process, killed when dropped. It runs as the deployed ServiceAccount
+/// (deploy/base RBAC, a TokenRequest token), and when it stops the test fails if the API server
+/// denied it anything (audit log): the shipped RBAC must be enough.
 pub struct Operator {
     pub child: Child,
     pub metrics_port: u16,
+    audit_from: u64,
+    checked: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -158,6 +162,8 @@ pub fn free_port() -> u16 {
 
 impl Operator {
     pub fn start(extra: &[&str]) -> Self {
+        let kubeconfig = operator_kubeconfig();
+        let audit_from = audit_offset();
         let metrics_port = free_port();
         let addr = format!("127.0.0.1:{metrics_port}");
         let log = std::fs::File::create(
@@ -167,6 +173,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(["run", "--metrics-addr", &addr, "--debounce-ms", "50"])
             .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
             .env(
                 "PALISADE_LOG",
                 std::env::var("PALISADE_TEST_OPERATOR_LOG")
@@ -179,7 +186,22 @@ impl Operator {
         Operator {
             child,
             metrics_port,
+            audit_from,
+            checked: false,
         }
+    }
+
+    /// Panics, naming each denied request, when the API server answered this operator's
+    /// ServiceAccount 403 since it started (operators running beside it share the account).
+    pub fn assert_never_forbidden(&mut self) {
+        self.checked = true;
+        let denied = forbidden_requests(self.audit_from);
+        assert!(
+            denied.is_empty(),
+            "the API server denied {OPERATOR_USER} {} request(s); deploy/base/rbac.yaml lacks:\n  {}",
+            denied.len(),
+            denied.join("\n  ")
+        );
     }
 
     pub fn log_path(&self) -> std::path::PathBuf {
@@ -236,14 +258,14 @@ impl Operator {
             .arg(self.child.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.assert_never_forbidden();
     }
 }
 
@@ -262,6 +284,9 @@ impl Drop for Operator {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if !self.checked && !std::thread::panicking() {
+            self.assert_never_forbidden();
+        }
     }
 }
 
@@ -270,4 +295,192 @@ pub fn names<K: kube::Resource>(objs: &[K]) -> Vec<String> {
     let mut v: Vec<String> = objs.iter().map(|o| o.name_any()).collect();
     v.sort();
     v
+}
+
+// ------------------------------------------------------------- the operator's deployed identity
+
+/// The user Palisade runs as when deployed (deploy/base), as the API server names it.
+pub const OPERATOR_USER: &str = "system:serviceaccount:palisade-system:palisade";
+
+/// The deploy/base files holding the objects the operator's identity needs.
+const IDENTITY_FILES: &[&str] = &["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"];
+
+/// Applies (server-side) every document of `yaml` with the admin client.
+pub async fn apply_documents(client: &Client, yaml: &str) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    use serde::Deserialize;
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let value = serde_json::Value::deserialize(doc).expect("deploy YAML parses");
+        if value.is_null() {
+            continue;
+        }
+        let obj: DynamicObject =
+            serde_json::from_value(value.clone()).expect("a Kubernetes object");
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).expect("a valid apiVersion");
+        let ar = ApiResource::from_gvk(&gvk);
+        let api: Api<DynamicObject> = match obj.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        api.patch(
+            &obj.name_any(),
+            &PatchParams::apply("palisade-tests").force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {} {}: {e}", types.kind, obj.name_any()));
+    }
+}
+
+/// A kubeconfig authenticating as Palisade's ServiceAccount with a TokenRequest token, with the
+/// server and CA of the admin kubeconfig in KUBECONFIG. Applies deploy/base's namespace,
+/// ServiceAccount and RBAC first, so the operator gets exactly the permissions it ships with.
+pub async fn operator_identity_kubeconfig(path: &std::path::Path) {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let client = client().await;
+    for f in IDENTITY_FILES {
+        let yaml = std::fs::read_to_string(format!("{ROOT}/deploy/base/{f}"))
+            .unwrap_or_else(|e| panic!("read deploy/base/{f}: {e}"));
+        apply_documents(&client, &yaml).await;
+    }
+    let sa: Api<ServiceAccount> = Api::namespaced(client, "palisade-system");
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(4 * 3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = sa
+        .create_token_request("palisade", &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest for palisade-system/palisade")
+        .status
+        .expect("a TokenRequest status")
+        .token;
+
+    let admin = kube::config::Kubeconfig::read().expect("read the admin kubeconfig (KUBECONFIG)");
+    let context = admin
+        .current_context
+        .as_deref()
+        .and_then(|c| admin.contexts.iter().find(|n| n.name == c))
+        .and_then(|n| n.context.clone())
+        .expect("the admin kubeconfig has a current context");
+    let cluster = admin
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .and_then(|c| c.cluster.clone())
+        .expect("the current context's cluster");
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "palisade", "cluster": {
+            "server": cluster.server,
+            "certificate-authority-data": cluster.certificate_authority_data,
+            "certificate-authority": cluster.certificate_authority,
+        }}],
+        "users": [{"name": "palisade-sa", "user": {"token": token}}],
+        "contexts": [{"name": "palisade-sa", "context": {"cluster": "palisade", "user": "palisade-sa"}}],
+        "current-context": "palisade-sa",
+    });
+    std::fs::write(path, serde_yaml_ng::to_string(&config).unwrap())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// The operator's kubeconfig for this test process (created once; the token lasts 4 h).
+pub fn operator_kubeconfig() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("palisade-sa-{}.kubeconfig", std::process::id()));
+        let p = path.clone();
+        // Its own thread and runtime: callers may be sync code inside a test's runtime.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(operator_identity_kubeconfig(&p))
+        })
+        .join()
+        .expect("setting up the operator's ServiceAccount identity");
+        path
+    })
+    .clone()
+}
+
+// --------------------------------------------------------------------- the API server audit log
+
+/// The audit log `scripts/control-plane up` writes (requests of [`OPERATOR_USER`] only).
+pub fn audit_log() -> std::path::PathBuf {
+    let path = std::env::var_os("PALISADE_CP_AUDIT_LOG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("PALISADE_CP_STATE")
+                .map(|s| std::path::PathBuf::from(s).join("audit/audit.log"))
+        })
+        .expect(
+            "neither PALISADE_CP_AUDIT_LOG nor PALISADE_CP_STATE is set: run through scripts/test",
+        );
+    assert!(
+        path.exists(),
+        "no API audit log at {}: restart the control plane with scripts/control-plane up, which enables it",
+        path.display()
+    );
+    path
+}
+
+/// Current end of the audit log: requests logged later are read from here.
+pub fn audit_offset() -> u64 {
+    std::fs::metadata(audit_log()).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Requests of [`OPERATOR_USER`] the API server answered 403, logged after `offset`, described as
+/// `verb resource[/subresource].group [namespace/]name`. Reads the whole file when it was
+/// rotated meanwhile (shorter than `offset`).
+pub fn forbidden_requests(offset: u64) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(audit_log()).expect("open the audit log");
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len >= offset {
+        file.seek(SeekFrom::Start(offset))
+            .expect("seek the audit log");
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).expect("read the audit log");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue; // a line being written right now
+        };
+        if e["user"]["username"] != OPERATOR_USER || e["responseStatus"]["code"] != 403 {
+            continue;
+        }
+        if !seen.insert(e["auditID"].as_str().unwrap_or_default().to_string()) {
+            continue;
+        }
+        let o = &e["objectRef"];
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let mut resource = s(&o["resource"]);
+        if let Some(sub) = o["subresource"].as_str() {
+            resource = format!("{resource}/{sub}");
+        }
+        let group = s(&o["apiGroup"]);
+        if !group.is_empty() {
+            resource = format!("{resource}.{group}");
+        }
+        let target = match (o["namespace"].as_str(), o["name"].as_str()) {
+            (Some(ns), Some(n)) => format!(" {ns}/{n}"),
+            (Some(ns), None) => format!(" in namespace {ns}"),
+            (None, Some(n)) => format!(" {n}"),
+            (None, None) => String::new(),
+        };
+        out.push(format!("{} {resource}{target}", s(&e["verb"])));
+    }
+    out
 }

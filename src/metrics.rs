@@ -129,7 +129,7 @@ impl Default for Metrics {
         );
         registry.register(
             "leader",
-            "1 while this replica holds the leader lease",
+            "1 while this replica reconciles: it holds the leader lease, or runs without leader election",
             m.leader.clone(),
         );
         registry.register(

@@ -242,6 +242,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         e.release().await;
         return Ok(());
     }
+    // Without leader election this replica is the one reconciling (PalisadeLeaderAbsent).
+    metrics.leader.set(1);
     spawn_readiness(&caches, &index.baselines, &health);
     run_controller(ctl, ctx, caches, shutdown_signal()).await;
     Ok(())

@@ -251,9 +251,10 @@ fn is_blank(doc: &str) -> bool {
 
 /// Loads every document of a YAML/JSON stream.
 pub fn load_str(name: &str, text: &str, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
+    let file: std::sync::Arc<str> = name.into();
     for (index, doc) in split_documents(text).into_iter().enumerate() {
         let source = Source {
-            file: name.to_string(),
+            file: file.clone(),
             document: index,
             line: doc.line,
         };
@@ -306,7 +307,7 @@ fn unquote(v: &str) -> String {
 fn doc_error(source: &Source, line: Option<usize>, message: String) -> Diagnostic {
     Diagnostic {
         severity: Severity::Error,
-        file: source.file.clone(),
+        file: source.file.to_string(),
         document: Some(source.document),
         line: line.or(Some(source.line)),
         message,
@@ -318,8 +319,14 @@ fn doc_error(source: &Source, line: Option<usize>, message: String) -> Diagnosti
 /// such plain scalars (mapping values and list items) to decimal, keeping every line in place.
 fn yaml11_octals(doc: &str) -> std::borrow::Cow<'_, str> {
     let bytes = doc.as_bytes();
-    // Fast exit: no digit 0 right after a value indicator.
-    if !doc.contains(": 0") && !doc.contains("- 0") && !doc.contains("[0") && !doc.contains(", 0") {
+    // Fast exit: a rewrite needs `0` then an octal digit, right after a value indicator (which
+    // ends in ' ' or '['). `runAsUser: 0` or `maxUnavailable: 0` alone do not qualify.
+    let maybe_octal = doc.match_indices('0').any(|(i, _)| {
+        i > 0
+            && matches!(bytes[i - 1], b' ' | b'[')
+            && matches!(bytes.get(i + 1), Some(b'0'..=b'7'))
+    });
+    if !maybe_octal {
         return std::borrow::Cow::Borrowed(doc);
     }
     let mut out = String::with_capacity(doc.len());
@@ -412,7 +419,7 @@ fn typed_value<T: DeserializeOwned>(
 fn skipped(source: &Source, message: String) -> Diagnostic {
     Diagnostic {
         severity: Severity::Skipped,
-        file: source.file.clone(),
+        file: source.file.to_string(),
         document: Some(source.document),
         line: Some(source.line),
         message,

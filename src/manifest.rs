@@ -134,6 +134,10 @@ pub fn load_paths(
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>, diags: &mut Vec<Diagnostic>) {
+    if dir.join("Chart.yaml").is_file() {
+        diags.push(helm_chart_skipped(dir));
+        return;
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -158,6 +162,21 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>, diags: &mut Vec<
         ) {
             out.push(path);
         }
+    }
+}
+
+/// A Helm chart's templates are Go templates, not manifests: say so and how to audit it, rather
+/// than reporting parse errors or silently skipping.
+fn helm_chart_skipped(dir: &Path) -> Diagnostic {
+    let dir = dir.to_string_lossy();
+    Diagnostic {
+        severity: Severity::Skipped,
+        file: dir.to_string(),
+        document: None,
+        line: None,
+        message: format!(
+            "Helm chart (Chart.yaml): its templates are not audited; audit the rendered chart with `helm template {dir} | palisade audit -`"
+        ),
     }
 }
 

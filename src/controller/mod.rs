@@ -15,7 +15,7 @@ use crate::crd::SecurityBaseline;
 use crate::metrics::{self, Health, Metrics};
 use crate::policy::baseline::CompiledBaseline;
 use crate::policy::desired::BASELINE_LABEL;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
@@ -114,7 +114,29 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// Resolves once SIGTERM or Ctrl-C has arrived, however often it is awaited. The handler is
+/// installed once, first thing, so a signal that arrives while the operator is still starting
+/// (API server unreachable, lease not yet held) is never swallowed.
+#[derive(Clone)]
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn install() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    async fn requested(mut self) {
+        let _ = self.0.wait_for(|requested| *requested).await;
+    }
+}
+
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
+    let shutdown = Shutdown::install();
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let health = Health::default();
@@ -133,17 +155,20 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         health.set_ready();
         tokio::select! {
             _ = e.acquire() => {},
-            _ = shutdown_signal() => return Ok(()),
+            _ = shutdown.clone().requested() => return Ok(()),
         }
         metrics.leader.set(1);
     }
 
     let (caches, triggers) = cache::caches(&client, &metrics);
-    let (reports, report_triggers) =
-        match reports::start(&client, opts.reports, opts.report_max_results).await? {
-            Some((r, t)) => (Some(r), Some(t)),
-            None => (None, None),
-        };
+    let started = tokio::select! {
+        started = reports::start(&client, opts.reports, opts.report_max_results) => started?,
+        _ = shutdown.clone().requested() => return Ok(()),
+    };
+    let (reports, report_triggers) = match started {
+        Some((r, t)) => (Some(r), Some(t)),
+        None => (None, None),
+    };
     let api: Api<DeserializeGuard<SecurityBaseline>> = Api::all(client.clone());
     let mut baseline_watch = watcher::Config::default().any_semantic();
     if let Some(sel) = &opts.baseline_selector {
@@ -229,7 +254,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         spawn_readiness(&caches, &index.baselines, &health);
         let shutdown = async move {
             tokio::select! {
-                _ = shutdown_signal() => {},
+                _ = shutdown.requested() => {},
                 _ = lost.notified() => {},
             }
         };
@@ -245,7 +270,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Without leader election this replica is the one reconciling (PalisadeLeaderAbsent).
     metrics.leader.set(1);
     spawn_readiness(&caches, &index.baselines, &health);
-    run_controller(ctl, ctx, caches, shutdown_signal()).await;
+    run_controller(ctl, ctx, caches, shutdown.requested()).await;
     Ok(())
 }
 
@@ -270,7 +295,9 @@ async fn run_controller(
     caches: cache::Caches,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    ctl.graceful_shutdown_on(shutdown)
+    let shutdown = shutdown.shared();
+    let graceful = ctl
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             move |b, ctx: Arc<reconcile::Context>| {
                 let caches = caches.clone();
@@ -289,6 +316,21 @@ async fn run_controller(
             if let Err(e) = r {
                 tracing::debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    // Graceful shutdown waits for reconciles in flight, and one may be waiting for caches that
+    // never fill (API server unreachable): bound the wait so SIGTERM always ends the process.
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = graceful => {},
+        _ = deadline => tracing::warn!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "reconciles still in flight after the shutdown grace period; exiting anyway"
+        ),
+    }
 }
+
+/// Well inside Kubernetes' default 30 s termination grace period.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -23,26 +23,31 @@ def main():
     with open(src) as f:
         res = json.load(f)
     rows = res["rows"]
-    tools = []
+    series = []  # (tool, batch), in order of appearance
     for r in rows:
-        if r["tool"] not in tools:
-            tools.append(r["tool"])
+        key = (r["tool"], r.get("batch", 0))
+        if key not in series:
+            series.append(key)
+    batches = {b for _, b in series}
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for tool in tools:
-        ok = [r for r in rows if r["tool"] == tool and r.get("status") == "ok"]
-        late = [r for r in rows if r["tool"] == tool and r.get("status", "").startswith(">")]
+    for tool, batch in series:
+        label = tool if len(batches) == 1 else f"{tool} (batch {batch + 1})"
+        mine = [r for r in rows if r["tool"] == tool and r.get("batch", 0) == batch]
+        ok = [r for r in mine if r.get("status") == "ok"]
+        late = [r for r in mine if r.get("status", "").startswith(">")]
         mk = MARKERS.get(tool, "x")
+        style = "-" if batch == 0 else "--"
+        color = None
         if ok:
             xs = [r["documents"] for r in ok]
-            line, = ax_t.plot(xs, [r["wall_s"] for r in ok], marker=mk, label=tool)
-            ax_m.plot(xs, [r["peak_rss_mib"] for r in ok], marker=mk, label=tool,
-                      color=line.get_color())
+            line, = ax_t.plot(xs, [r["wall_s"] for r in ok], marker=mk, linestyle=style,
+                              label=label)
             color = line.get_color()
-        else:
-            color = None
+            ax_m.plot(xs, [r["peak_rss_mib"] for r in ok], marker=mk, linestyle=style,
+                      label=label, color=color)
         for r in late:
             ax_t.plot([r["documents"]], [res["timeout"]], marker=mk, fillstyle="none",
-                      linestyle="none", color=color, label=f"{tool} (timeout)")
+                      linestyle="none", color=color, label=f"{label}: timeout")
     ax_t.set_title("wall time (median)")
     ax_t.set_ylabel("seconds")
     ax_m.set_title("peak RSS")

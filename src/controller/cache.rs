@@ -1,8 +1,8 @@
 //! Reflector caches of everything the engine reads, trimmed to what it needs.
 //!
 //! `managedFields` and `status` are dropped everywhere; pods and ReplicaSets/Jobs created by a
-//! controller keep only their metadata (the engine reports on the owner), which is most of a
-//! cluster's objects.
+//! controller are not kept at all (the engine reports on the owner; they only trigger reconciles),
+//! which is most of a cluster's objects.
 
 use crate::metrics::{Metrics, WatchLabels};
 use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -30,6 +30,12 @@ pub type Trigger<K> = Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Sen
 /// Drops what the engine never reads, so a 10k-pod cluster stays small in memory.
 pub trait Trim {
     fn trim(&mut self);
+
+    /// Whether the cache keeps the object at all. Workloads created by a controller are judged
+    /// through their owner, so the engine never reads them: they only trigger reconciles.
+    fn cached(&self) -> bool {
+        true
+    }
 }
 
 macro_rules! trim_status {
@@ -41,6 +47,10 @@ macro_rules! trim_status {
                 if controlled_by_workload(&self.metadata) {
                     self.spec = None;
                 }
+            }
+
+            fn cached(&self) -> bool {
+                !controlled_by_workload(&self.metadata)
             }
         }
     )*};
@@ -148,6 +158,16 @@ where
     let mut stream = watcher(api, config)
         .default_backoff()
         .modify(|o: &mut K| o.trim())
+        // Objects the engine never reads stay out of the store: an update becomes a delete (the
+        // object may have been cached before a controller adopted it), which still triggers a
+        // reconcile; the initial list skips them (every baseline is reconciled at start anyway).
+        .filter_map(|event| {
+            futures::future::ready(match event {
+                Ok(watcher::Event::InitApply(o)) if !o.cached() => None,
+                Ok(watcher::Event::Apply(o)) if !o.cached() => Some(Ok(watcher::Event::Delete(o))),
+                other => Some(other),
+            })
+        })
         .reflect(writer)
         .touched_objects()
         .boxed();
@@ -258,5 +278,34 @@ impl Caches {
             admission_bindings
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn pod(owner_kind: Option<&str>) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some("p".into());
+        p.metadata.owner_references = owner_kind.map(|kind| {
+            vec![OwnerReference {
+                kind: kind.into(),
+                controller: Some(true),
+                ..Default::default()
+            }]
+        });
+        p
+    }
+
+    #[test]
+    fn only_objects_the_engine_reads_are_cached() {
+        assert!(pod(None).cached());
+        assert!(!pod(Some("ReplicaSet")).cached());
+        assert!(!pod(Some("DaemonSet")).cached());
+        // Not a workload controller: the pod is judged itself.
+        assert!(pod(Some("SecurityBaseline")).cached());
+        assert!(Namespace::default().cached());
     }
 }

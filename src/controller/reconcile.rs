@@ -9,6 +9,7 @@ use crate::crd::{Enforcement, GeneratedCounts, SecurityBaseline};
 use crate::metrics::{BaselineLabels, ErrorLabels, KindLabels, Metrics, ViolationLabels};
 use crate::policy::baseline::CompiledBaseline;
 use crate::policy::desired::{self, ClusterObjects, NamespaceObjects, FIELD_MANAGER};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
@@ -104,26 +105,36 @@ macro_rules! converge {
             .into_iter()
             .map(|o| (key(&*o), o))
             .collect();
-        let mut keep = BTreeSet::new();
-        for w in &wanted {
+        let keep: BTreeSet<_> = wanted.iter().map(key).collect();
+        // Applies run concurrently (a first reconcile of a large cluster has thousands);
+        // an object equal to its cached copy costs no request.
+        let (client, metrics, baseline) = (&$ctx.client, &$ctx.metrics, $b.name.as_str());
+        // Collected first: a closure in the stream's type trips the Send check (higher-ranked lifetimes).
+        let pending: Vec<_> = wanted.iter().map(|w| {
             let k = key(w);
-            let outcome = apply::apply(
-                &$ctx.client,
-                &$ctx.metrics,
-                &$b.name,
-                w,
-                cached.get(&k).map(|a| &**a),
-            )
-            .await
-            .map_err(|source| Error::Apply {
-                kind: kind_of(w),
-                name: w.name_any(),
-                source,
-            })?;
-            if outcome != Outcome::Unchanged {
-                $changes.push(format!("{:?} {} {}", outcome, kind_of(w), display(&k)));
+            let actual = cached.get(&k).map(|a| &**a);
+            async move {
+                apply::apply(client, metrics, baseline, w, actual)
+                    .await
+                    .map(|o| (k, o))
+                    .map_err(|source| Error::Apply {
+                        kind: kind_of(w),
+                        name: w.name_any(),
+                        source,
+                    })
             }
-            keep.insert(k);
+        }).collect();
+        let mut outcomes: Vec<_> = futures::stream::iter(pending)
+        .buffer_unordered(APPLY_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, Error>>()?;
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, outcome) in outcomes {
+            if outcome != Outcome::Unchanged {
+                $changes.push(format!("{:?} {} {}", outcome, kind_of(&wanted[0]), display(&k)));
+            }
         }
         for (k, o) in &cached {
             if !keep.contains(k) && generated_by(&**o, &$b.name, $uid) {
@@ -140,6 +151,9 @@ macro_rules! converge {
         $counter = wanted.len() as u32;
     }};
 }
+
+/// Writes in flight at once within one reconcile.
+const APPLY_CONCURRENCY: usize = 16;
 
 fn kind_of<K: Resource<DynamicType = ()>>(_: &K) -> String {
     K::kind(&()).to_string()
@@ -441,6 +455,7 @@ async fn namespace_labels(
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut count = 0;
+    let mut patches = Vec::new();
     for ns in ctx.caches.namespaces.state() {
         let name = ns.name_any();
         let wanted = per_ns
@@ -465,17 +480,34 @@ async fn namespace_labels(
             }
             None => continue,
         };
-        api.patch(&name, &params, &Patch::Apply(&body))
-            .await
-            .map_err(|source| Error::Apply {
-                kind: "Namespace".into(),
-                name: name.clone(),
-                source,
-            })?;
+        patches.push((name, body, wanted.is_some()));
+    }
+    patches.sort_by(|a, b| a.0.cmp(&b.0));
+    let pending: Vec<_> = patches
+        .iter()
+        .map(|(name, body, _)| {
+            let (api, params) = (&api, &params);
+            async move {
+                api.patch(name, params, &Patch::Apply(body))
+                    .await
+                    .map_err(|source| Error::Apply {
+                        kind: "Namespace".into(),
+                        name: name.clone(),
+                        source,
+                    })
+            }
+        })
+        .collect();
+    let results: Vec<_> = futures::stream::iter(pending)
+        .buffered(APPLY_CONCURRENCY)
+        .collect()
+        .await;
+    for ((name, _, set), r) in patches.iter().zip(results) {
+        r?;
         ctx.metrics.count_write("Namespace", "apply");
         changes.push(format!(
             "{} Pod Security labels on Namespace {name}",
-            if wanted.is_some() { "Set" } else { "Removed" }
+            if *set { "Set" } else { "Removed" }
         ));
     }
     Ok(count)

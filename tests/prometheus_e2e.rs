@@ -76,12 +76,14 @@ fn helm_monitoring() -> Vec<Value> {
 
 /// Installs one prometheus-operator CRD from the pinned Go module and waits until it is served.
 async fn install_upstream_crd(client: &Client, file: &str, name: &str) {
-    let yaml = output(
+    // scripts/go-module-file prints the path of the file in the module cache.
+    let path = output(
         Command::new(Path::new(ROOT).join("scripts/go-module-file")).args([
             PROMETHEUS_OPERATOR,
             &format!("example/prometheus-operator-crd/{file}"),
         ]),
     );
+    let yaml = std::fs::read_to_string(path.trim()).unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     common::apply_yaml(&api, "palisade-tests", &yaml).await;
     wait_for(
@@ -486,6 +488,13 @@ async fn violations_alert_fires_and_resolves_in_prometheus() {
         "critical series still present: {critical:?}"
     );
 
+    eprintln!(
+        "PalisadeCriticalViolations fired {:.1}s after the privileged Deployment was applied, \
+         resolved {:.1}s after it was fixed",
+        fired_after.as_secs_f64(),
+        resolved_after.as_secs_f64()
+    );
+
     // The operator-health alerts see a healthy operator: one leader, reconciles succeeding.
     let leaders = prom.query("sum(palisade_leader)").await.expect("query");
     assert_eq!(leaders[0]["value"][1], "1", "{leaders:?}");
@@ -498,11 +507,5 @@ async fn violations_alert_fires_and_resolves_in_prometheus() {
         "operator alerts active: {unhealthy:?}"
     );
 
-    eprintln!(
-        "PalisadeCriticalViolations fired {:.1}s after the privileged Deployment was applied, \
-         resolved {:.1}s after it was fixed",
-        fired_after.as_secs_f64(),
-        resolved_after.as_secs_f64()
-    );
     let _ = baselines.delete(&id, &Default::default()).await;
 }

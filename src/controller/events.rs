@@ -8,7 +8,9 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-/// Most Warning events one reconcile may publish; the rest wait for the next reconcile.
+/// Most per-workload Warning events one reconcile publishes; beyond that, one summary Warning on
+/// the baseline counts the rest (a first reconcile over thousands of violating workloads must
+/// not flood the API server, nor leave a backlog that keeps writing Events afterwards).
 pub const MAX_EVENTS_PER_RECONCILE: usize = 25;
 
 const WORKLOAD_API: &[(&str, &str)] = &[
@@ -34,9 +36,19 @@ pub struct Warning {
     pub note: String,
 }
 
+/// What one reconcile warns about.
+#[derive(Default)]
+pub struct Warnings {
+    /// One per workload, at most [`MAX_EVENTS_PER_RECONCILE`].
+    pub each: Vec<Warning>,
+    /// Workloads whose violations changed beyond the cap (summarised on the baseline).
+    pub more: usize,
+}
+
 impl EventMemory {
     /// The warnings to publish for `report`: workloads whose rule set changed to a non-empty one.
-    pub fn changes(&self, baseline: &str, report: &AuditReport) -> Vec<Warning> {
+    /// Every workload is remembered, warned about individually or not, so nothing is re-sent.
+    pub fn changes(&self, baseline: &str, report: &AuditReport) -> Warnings {
         let mut now: BTreeMap<ObjectRef, BTreeSet<&'static str>> = BTreeMap::new();
         for f in &report.findings {
             if WORKLOAD_API.iter().any(|(k, _)| *k == f.object.kind) {
@@ -45,19 +57,18 @@ impl EventMemory {
         }
         let mut last = self.last.lock().expect("event memory lock poisoned");
         let previous = last.entry(baseline.to_string()).or_default();
-        let mut out = Vec::new();
+        let mut out = Warnings::default();
         let mut remembered = BTreeMap::new();
         for (obj, rules) in now {
             let changed = previous.get(&obj) != Some(&rules);
-            if changed && out.len() >= MAX_EVENTS_PER_RECONCILE {
-                continue; // not remembered: it is warned about on a later reconcile
-            }
-            if changed {
+            if changed && out.each.len() >= MAX_EVENTS_PER_RECONCILE {
+                out.more += 1;
+            } else if changed {
                 let api_version = WORKLOAD_API
                     .iter()
                     .find(|(k, _)| *k == obj.kind)
                     .map(|(_, v)| *v);
-                out.push(Warning {
+                out.each.push(Warning {
                     object: ObjectReference {
                         api_version: api_version.map(str::to_string),
                         kind: Some(obj.kind.clone()),
@@ -98,6 +109,18 @@ pub async fn warn(recorder: &Recorder, w: &Warning) {
     }
 }
 
+/// The summary Warning on the baseline for workloads beyond the per-reconcile cap.
+pub async fn warn_more(recorder: &Recorder, baseline: &ObjectReference, more: usize) {
+    let w = Warning {
+        object: baseline.clone(),
+        note: format!(
+            "{more} more workloads changed their violations (only {MAX_EVENTS_PER_RECONCILE} \
+             get an Event each per reconcile); see this baseline's status or `palisade audit`"
+        ),
+    };
+    warn(recorder, &w).await;
+}
+
 pub async fn normal(recorder: &Recorder, baseline: &ObjectReference, reason: &str, note: String) {
     let ev = Event {
         type_: EventType::Normal,
@@ -108,5 +131,43 @@ pub async fn normal(recorder: &Recorder, baseline: &ObjectReference, reason: &st
     };
     if let Err(e) = recorder.publish(&ev, baseline).await {
         tracing::warn!(error = %e, "could not publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::finding::Finding;
+    use crate::policy::rules::Rule;
+
+    fn report(pods: usize) -> AuditReport {
+        let findings = (0..pods)
+            .map(|i| {
+                Finding::new(
+                    Rule::Privileged,
+                    ObjectRef::new("Pod", Some("a"), &format!("p{i}")),
+                    "spec.containers[0].securityContext.privileged".into(),
+                    "privileged".into(),
+                )
+            })
+            .collect();
+        AuditReport {
+            findings,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn beyond_the_cap_workloads_are_summarised_and_never_resent() {
+        let memory = EventMemory::default();
+        let first = memory.changes("b", &report(MAX_EVENTS_PER_RECONCILE + 7));
+        assert_eq!(first.each.len(), MAX_EVENTS_PER_RECONCILE);
+        assert_eq!(first.more, 7);
+        // The same findings again: nothing new to say, no backlog left.
+        let again = memory.changes("b", &report(MAX_EVENTS_PER_RECONCILE + 7));
+        assert_eq!((again.each.len(), again.more), (0, 0));
+        // One more violating workload: exactly that one is warned about.
+        let grown = memory.changes("b", &report(MAX_EVENTS_PER_RECONCILE + 8));
+        assert_eq!((grown.each.len(), grown.more), (1, 0));
     }
 }

@@ -380,8 +380,12 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         let note: String = changes.join("; ").chars().take(1000).collect();
         events::normal(&ctx.recorder, &reference, "GeneratedObjectsChanged", note).await;
     }
-    for w in ctx.events.changes(&name, &report) {
-        events::warn(&ctx.recorder, &w).await;
+    let warnings = ctx.events.changes(&name, &report);
+    for w in &warnings.each {
+        events::warn(&ctx.recorder, w).await;
+    }
+    if warnings.more > 0 {
+        events::warn_more(&ctx.recorder, &reference, warnings.more).await;
     }
 
     let labelled = generated.labelled_namespaces;

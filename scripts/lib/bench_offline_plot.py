@@ -3,7 +3,7 @@
 
 usage: bench_offline_plot.py RESULTS.json OUT.png
 
-Log-log axes. A run that timed out is drawn as an open marker at the timeout, labelled.
+Log-log axes. A run that timed out is drawn as an open marker at its timeout (a lower bound), labelled.
 Needs matplotlib (Debian python3-matplotlib; scripts/bench-offline installs it).
 """
 
@@ -46,7 +46,7 @@ def main():
             ax_m.plot(xs, [r["peak_rss_mib"] for r in ok], marker=mk, linestyle=style,
                       label=label, color=color)
         for r in late:
-            ax_t.plot([r["documents"]], [res["timeout"]], marker=mk, fillstyle="none",
+            ax_t.plot([r["documents"]], [r.get("timeout", res["timeout"])], marker=mk, fillstyle="none",
                       linestyle="none", color=color, label=f"{label}: timeout")
     ax_t.set_title("wall time (median)")
     ax_t.set_ylabel("seconds")

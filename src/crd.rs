@@ -361,6 +361,10 @@ pub struct ViolationTotals {
     /// Findings suppressed by a valid exemption.
     #[serde(default)]
     pub exempted: u32,
+    /// Findings accepted by an `accepted-risk.palisade.dev/<rule>` annotation on a ClusterRole
+    /// or ClusterRoleBinding (not counted in total).
+    #[serde(default)]
+    pub accepted: u32,
 }
 
 /// One violation, for the bounded list in status.

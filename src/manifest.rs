@@ -288,11 +288,22 @@ struct TypeMeta {
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<serde::de::IgnoredAny>,
+}
+
+/// Why a document has no apiVersion/kind to dispatch on.
+enum NoTypeMeta {
+    /// A mapping with none of `apiVersion`, `kind`, `metadata`: some other file (Helm values,
+    /// a dashboard, test data) that a GitOps repository keeps next to its manifests.
+    NotAnObject,
+    /// A broken manifest: the message names the missing or mistyped field.
+    Invalid(String),
 }
 
 /// Finds `apiVersion` and `kind` from top-level keys without parsing the document
 /// (they are at column 0 in block style); falls back to a parse for flow style / JSON.
-fn type_meta(doc: &str) -> Result<(String, String), String> {
+fn type_meta(doc: &str) -> Result<(String, String), NoTypeMeta> {
     let mut api = None;
     let mut kind = None;
     for line in doc.lines() {
@@ -310,11 +321,21 @@ fn type_meta(doc: &str) -> Result<(String, String), String> {
             return Ok((a.clone(), k.clone()));
         }
     }
-    let tm: TypeMeta = serde_yaml_ng::from_str(doc).map_err(|e| e.to_string())?;
+    let tm: TypeMeta =
+        serde_yaml_ng::from_str(doc).map_err(|e| NoTypeMeta::Invalid(e.to_string()))?;
+    let invalid = |m: &str| Err(NoTypeMeta::Invalid(m.into()));
     match (tm.api_version, tm.kind) {
         (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() => Ok((a, k)),
-        (_, None) => Err("missing field `kind`".into()),
-        _ => Err("missing field `apiVersion`".into()),
+        // Only a mapping: a sequence or a scalar is more likely a broken manifest.
+        (None, None)
+            if tm.metadata.is_none()
+                && serde_yaml_ng::from_str::<serde_yaml_ng::Value>(doc)
+                    .is_ok_and(|v| v.is_mapping()) =>
+        {
+            Err(NoTypeMeta::NotAnObject)
+        }
+        (_, None) => invalid("missing field `kind`"),
+        _ => invalid("missing field `apiVersion`"),
     }
 }
 
@@ -528,7 +549,14 @@ fn decode_value(
 fn load_document(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
     let (api_version, kind) = match type_meta(doc) {
         Ok(tm) => tm,
-        Err(e) => {
+        Err(NoTypeMeta::NotAnObject) => {
+            diags.push(skipped(
+                source,
+                "not a Kubernetes object: skipped (no apiVersion, kind or metadata)".into(),
+            ));
+            return;
+        }
+        Err(NoTypeMeta::Invalid(e)) => {
             let msg = e.split(" at line ").next().unwrap_or(&e).to_string();
             diags.push(doc_error(
                 source,
@@ -652,6 +680,37 @@ mod tests {
             "{msgs:?}"
         );
         assert!(msgs[2].contains("missing field `apiVersion`"), "{msgs:?}");
+    }
+
+    #[test]
+    fn documents_without_api_version_kind_and_metadata_are_skipped_with_a_note() {
+        // A promtool test, a dashboard (JSON), Helm values: not Kubernetes objects.
+        let text = "rule_files: [rules.yaml]\ntests:\n  - interval: 1m\n---\n{\"title\": \"Palisade\", \"panels\": [{\"type\": \"graph\"}]}\n---\nreplicaCount: 2\nimage: {tag: x}\n";
+        let (objs, diags) = load(text);
+        assert!(objs.is_empty());
+        let msgs: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(diags.len(), 3, "{msgs:?}");
+        for (i, d) in diags.iter().enumerate() {
+            assert_eq!(d.severity, Severity::Skipped, "{msgs:?}");
+            assert_eq!(d.document, Some(i));
+        }
+        assert_eq!(
+            msgs[0],
+            "skipped: f.yaml:1 (document 0): not a Kubernetes object: skipped (no apiVersion, kind or metadata)"
+        );
+        // Some but not all of them, a wrong type, or no mapping at all: still input errors.
+        let (_, diags) = load(
+            "metadata: {name: a}\nspec: {}\n---\napiVersoin: v1\nkind: Pod\n---\n{apiVersion: v1, kind: [Pod]}\n---\n- a\n---\njust text\n",
+        );
+        let msgs: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(diags.len(), 5, "{msgs:?}");
+        assert!(
+            diags.iter().all(|d| d.severity == Severity::Error),
+            "{msgs:?}"
+        );
+        assert!(msgs[0].contains("missing field `kind`"), "{msgs:?}");
+        assert!(msgs[1].contains("missing field `apiVersion`"), "{msgs:?}");
+        assert!(msgs[2].contains("kind: invalid type: sequence"), "{msgs:?}");
     }
 
     #[test]

@@ -145,6 +145,7 @@ fn baseline_with_status(
     let report = AuditReport {
         findings: Vec::new(),
         exempted: 0,
+        accepted: Vec::new(),
         namespaces: vec!["shop".into(), "shop-2".into()],
         objects: 0,
     };

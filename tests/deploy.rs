@@ -12,12 +12,13 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// The findings an operator that generates Roles and admission policies cannot avoid; accepted
-/// with reasons in deploy/base/palisade-self-audit.yaml. Anything else fails the audit tests.
+/// with reasons by `accepted-risk.palisade.dev/<rule>` annotations on the ClusterRole
+/// (deploy/base/rbac.yaml, the chart's templates/rbac.yaml). Anything else fails the audit tests.
 const ACCEPTED: &[(&str, &str)] = &[
     ("rbac.escalate-bind-impersonate", "ClusterRole/palisade"),
     ("rbac.webhook-config", "ClusterRole/palisade"),
 ];
-const SELF_AUDIT: &str = "deploy/base/palisade-self-audit.yaml";
+const ANNOTATION_PREFIX: &str = "accepted-risk.palisade.dev/";
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
     use std::io::Write;
@@ -144,6 +145,19 @@ fn kustomize_and_helm_render_the_same_objects() {
             "{kind} {name} rules"
         );
     }
+    let annotations =
+        |docs: &[Value]| find(docs, "ClusterRole", "palisade")["metadata"]["annotations"].clone();
+    assert_eq!(
+        annotations(&kust),
+        annotations(&helm),
+        "ClusterRole palisade annotations"
+    );
+    assert_eq!(
+        annotations(&kust).as_object().map(|a| a.len()),
+        Some(ACCEPTED.len()),
+        "{}",
+        annotations(&kust)
+    );
     for (kind, name) in [
         ("ClusterRoleBinding", "palisade"),
         ("RoleBinding", "palisade-leader-election"),
@@ -354,12 +368,12 @@ fn helm_chart_ships_the_generated_crd() {
     );
 }
 
-/// (rule, Kind/name) of each finding in a JSON audit report.
-fn findings(report: &str) -> BTreeSet<(String, String)> {
+/// (rule, Kind/name) of each entry of `list` ("findings" or "accepted") in a JSON audit report.
+fn findings_in(report: &str, list: &str) -> BTreeSet<(String, String)> {
     let v: Value = serde_json::from_str(report).expect("JSON report");
-    v["findings"]
+    v[list]
         .as_array()
-        .expect("findings")
+        .unwrap_or_else(|| panic!("no {list} in {report}"))
         .iter()
         .map(|f| {
             (
@@ -372,6 +386,10 @@ fn findings(report: &str) -> BTreeSet<(String, String)> {
             )
         })
         .collect()
+}
+
+fn findings(report: &str) -> BTreeSet<(String, String)> {
+    findings_in(report, "findings")
 }
 
 fn audit(args: &[&str], stdin: Option<&str>) -> Output {
@@ -391,48 +409,148 @@ fn accepted() -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Exactly the accepted findings without exemptions; none (exit 0) with the self-audit baseline.
-fn assert_self_audit_clean(what: &str, paths: &[&str], stdin: Option<&str>) {
-    let bare = audit(paths, stdin);
-    let out = String::from_utf8_lossy(&bare.stdout);
-    assert_eq!(findings(&out), accepted(), "{what}: {out}");
-    let mut args = vec!["--baseline", SELF_AUDIT];
-    args.extend_from_slice(paths);
-    let exempted = audit(&args, stdin);
-    let out = String::from_utf8_lossy(&exempted.stdout);
-    assert_eq!(
-        findings(&out),
-        BTreeSet::new(),
-        "{what} with {SELF_AUDIT}: {out}"
-    );
-    let v: Value = serde_json::from_str(&out).unwrap();
+/// Zero findings, exit 0, no input errors; the accepted findings are listed as accepted, each
+/// with the reason its annotation gives.
+fn assert_self_audit_clean(what: &str, paths: &[&str], stdin: Option<&str>) -> Value {
+    let out = audit(paths, stdin);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(findings(&text), BTreeSet::new(), "{what}: {text}");
+    assert_eq!(findings_in(&text, "accepted"), accepted(), "{what}: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["summary"]["findings"], 0, "{what}: {text}");
+    assert_eq!(v["summary"]["accepted"], ACCEPTED.len(), "{what}: {text}");
+    for a in v["accepted"].as_array().unwrap() {
+        let risk = &a["acceptedRisk"];
+        assert_eq!(
+            risk["annotation"],
+            format!("{ANNOTATION_PREFIX}{}", a["rule"].as_str().unwrap()),
+            "{what}: {a}"
+        );
+        assert!(risk["reason"].as_str().unwrap().len() >= 10, "{what}: {a}");
+    }
     assert!(
         !v["diagnostics"]
             .as_array()
             .unwrap()
             .iter()
             .any(|d| d["severity"] == "error"),
-        "{what}: input errors: {out}"
+        "{what}: input errors: {text}"
     );
-    assert_eq!(exempted.status.code(), Some(0), "{what}: {out}");
+    assert_eq!(out.status.code(), Some(0), "{what}: {text}");
+    v
+}
+
+/// `yaml` with the accepted-risk annotation for `rule` removed from ClusterRole/palisade.
+fn without_annotation(yaml: &str, rule: &str) -> String {
+    let mut docs = documents(yaml);
+    let role = docs
+        .iter_mut()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "palisade")
+        .expect("ClusterRole palisade");
+    let removed = role["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("annotations")
+        .remove(&format!("{ANNOTATION_PREFIX}{rule}"));
+    assert!(removed.is_some(), "no annotation for {rule}");
+    docs.iter()
+        .map(|d| serde_yaml_ng::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Removing one annotation brings its finding back (exit 1); the other stays accepted.
+fn assert_annotations_matter(what: &str, yaml: &str) {
+    for (rule, object) in ACCEPTED {
+        let out = audit(&["-"], Some(&without_annotation(yaml, rule)));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let want: BTreeSet<_> = [(rule.to_string(), object.to_string())].into();
+        assert_eq!(findings(&text), want, "{what} without {rule}: {text}");
+        let mut rest = accepted();
+        rest.retain(|(r, _)| r != rule);
+        assert_eq!(findings_in(&text, "accepted"), rest, "{what}: {text}");
+        assert_eq!(out.status.code(), Some(1), "{what} without {rule}: {text}");
+    }
 }
 
 #[test]
 fn deploy_dir_passes_palisade_audit() {
-    assert_self_audit_clean("palisade audit deploy/", &["deploy/"], None);
+    let report = assert_self_audit_clean("palisade audit deploy/", &["deploy/"], None);
+    let diags = report["diagnostics"].as_array().unwrap();
+    let note = |file: &str| {
+        diags
+            .iter()
+            .find(|d| d["file"] == file)
+            .unwrap_or_else(|| panic!("no note for {file}: {diags:?}"))
+    };
     // The chart is named, with how to audit it, instead of its templates failing to parse.
-    let out = audit(&["deploy/"], None);
-    let report = String::from_utf8_lossy(&out.stdout);
     assert!(
-        report.contains("helm template deploy/helm/palisade | palisade audit -"),
-        "{report}"
+        note("deploy/helm/palisade")["message"]
+            .as_str()
+            .unwrap()
+            .contains("helm template deploy/helm/palisade | palisade audit -"),
+        "{diags:?}"
     );
+    // Files that are not Kubernetes objects (promtool tests, a dashboard) are noted, not errors.
+    for file in [
+        "deploy/monitoring/dashboards/palisade.json",
+        "deploy/monitoring/tests/operator.yaml",
+    ] {
+        let d = note(file);
+        assert_eq!(d["severity"], "skipped", "{d}");
+        assert_eq!(d["document"], 0, "{d}");
+        assert!(
+            d["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("not a Kubernetes object: skipped"),
+            "{d}"
+        );
+    }
+    // The table lists the accepted findings and counts them apart from findings.
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .current_dir(ROOT)
+            .args(["audit", "deploy/"]),
+        None,
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains(" 0 findings, 0 exempted, 2 accepted"),
+        "{table}"
+    );
+    for (rule, object) in ACCEPTED {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains(rule) && l.contains(object) && l.contains(ANNOTATION_PREFIX)),
+            "{rule} on {object} not listed as accepted: {table}"
+        );
+    }
 }
 
 #[test]
 fn rendered_kustomize_and_helm_pass_palisade_audit() {
-    assert_self_audit_clean("kustomize", &["-"], Some(&kustomize_output()));
-    assert_self_audit_clean("helm", &["-"], Some(&helm_output(&[])));
+    let kust = kustomize_output();
+    let helm = helm_output(&[]);
+    assert_self_audit_clean("kustomize", &["-"], Some(&kust));
+    assert_self_audit_clean("helm", &["-"], Some(&helm));
+    assert_annotations_matter("kustomize", &kust);
+    assert_annotations_matter("helm", &helm);
+    // SARIF: accepted findings are results suppressed in source, with the reason.
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_palisade")).args(["audit", "--format", "sarif", "-"]),
+        Some(&kust),
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("SARIF");
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), ACCEPTED.len(), "{results:?}");
+    for r in results {
+        let s = &r["suppressions"][0];
+        assert_eq!(s["kind"], "inSource", "{r}");
+        assert!(s["justification"].as_str().unwrap().len() >= 10, "{r}");
+    }
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]

@@ -332,3 +332,210 @@ fn generated_objects_satisfy_the_network_audit() {
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.namespaces, ["app"]);
 }
+
+// Accepted-risk annotations (src/policy/accepted.rs).
+
+const RISKY_CLUSTER_ROLE: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: operator
+  annotations:
+    accepted-risk.palisade.dev/rbac.escalate-bind-impersonate: "Generated Roles grant what baselines declare."
+    accepted-risk.palisade.dev/rbac.webhook-config: "needed"
+    accepted-risk.palisade.dev/rbac.no-such-rule: "a reason that is long enough"
+    example.com/owner: platform
+rules:
+  - apiGroups: [rbac.authorization.k8s.io]
+    resources: [roles]
+    verbs: [escalate, bind]
+  - apiGroups: [admissionregistration.k8s.io]
+    resources: [validatingadmissionpolicies]
+    verbs: [create, patch, delete]
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: operator
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: operator}
+subjects:
+  - {kind: ServiceAccount, name: operator, namespace: ops}
+"#;
+
+fn annotation_field(rule: &str) -> String {
+    format!("metadata.annotations[\"accepted-risk.palisade.dev/{rule}\"]")
+}
+
+#[test]
+fn accepted_risk_annotations_on_a_cluster_role() {
+    let r = audit(&baseline("{}"), RISKY_CLUSTER_ROLE);
+    // Accepted with its reason: not a violation.
+    assert_eq!(r.accepted.len(), 1, "{:?}", r.accepted);
+    let a = &r.accepted[0];
+    assert_eq!(a.finding.rule, Rule::EscalateBindImpersonate);
+    assert_eq!(a.finding.object.to_string(), "ClusterRole/operator");
+    assert_eq!(
+        a.accepted_risk.reason,
+        "Generated Roles grant what baselines declare."
+    );
+    assert_eq!(
+        a.accepted_risk.annotation,
+        "accepted-risk.palisade.dev/rbac.escalate-bind-impersonate"
+    );
+    assert_eq!(a.finding.source.as_ref().unwrap().document, 0);
+    let got = rules_for(&r, "operator");
+    // Too short a reason: the annotation is a finding and the rule's finding stays.
+    assert!(got.contains(&(Rule::WebhookConfig, got_field(&got, Rule::WebhookConfig))));
+    assert!(got.contains(&(
+        Rule::AcceptedRiskInvalid,
+        annotation_field("rbac.webhook-config")
+    )));
+    // An unknown rule id is reported on its key.
+    assert!(got.contains(&(
+        Rule::AcceptedRiskInvalid,
+        annotation_field("rbac.no-such-rule")
+    )));
+    let unknown = r
+        .findings
+        .iter()
+        .find(|f| f.field == annotation_field("rbac.no-such-rule"))
+        .unwrap();
+    assert!(
+        unknown.message.contains("`rbac.no-such-rule`"),
+        "{unknown:?}"
+    );
+    assert_eq!(unknown.object.to_string(), "ClusterRole/operator");
+    // Other rules on the same object are still reported.
+    assert!(
+        got.iter().any(|(rule, _)| *rule == Rule::SecretsAccess),
+        "{got:?}"
+    );
+    assert!(!got
+        .iter()
+        .any(|(rule, _)| *rule == Rule::EscalateBindImpersonate));
+    assert_eq!(r.exempted, 0);
+}
+
+fn got_field(got: &[(Rule, String)], rule: Rule) -> String {
+    got.iter()
+        .find(|(r, _)| *r == rule)
+        .map(|(_, f)| f.clone())
+        .unwrap_or_else(|| panic!("no {rule} in {got:?}"))
+}
+
+#[test]
+fn without_the_annotation_the_finding_is_a_violation() {
+    let plain = RISKY_CLUSTER_ROLE.replace(
+        "    accepted-risk.palisade.dev/rbac.escalate-bind-impersonate: \"Generated Roles grant what baselines declare.\"\n",
+        "",
+    );
+    let r = audit(&baseline("{}"), &plain);
+    assert!(r.accepted.is_empty());
+    assert!(rules_for(&r, "operator")
+        .iter()
+        .any(|(rule, _)| *rule == Rule::EscalateBindImpersonate));
+}
+
+#[test]
+fn accepted_risk_annotations_on_a_cluster_role_binding() {
+    let r = audit(
+        &baseline("{}"),
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: break-glass
+  annotations:
+    accepted-risk.palisade.dev/rbac.cluster-admin-binding: "Break-glass account, audited by SOC."
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects:
+  - {kind: User, name: emergency}
+"#,
+    );
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.accepted.len(), 1);
+    assert_eq!(r.accepted[0].finding.rule, Rule::ClusterAdminBinding);
+}
+
+#[test]
+fn accepted_risk_annotations_on_namespaced_objects_and_namespaces_are_ignored() {
+    let b = baseline("excludeNamespaces: [kube-system]\nnetwork: {defaultDeny: []}");
+    let r = audit(
+        &b,
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  annotations:
+    accepted-risk.palisade.dev/network.no-default-deny: "tenant says so, long enough"
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: kube-system
+  annotations:
+    accepted-risk.palisade.dev/network.no-default-deny: "not covered by the baseline"
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: reader
+  namespace: shop
+  annotations:
+    accepted-risk.palisade.dev/rbac.secrets-access: "the tenant wants to read secrets"
+rules:
+  - {apiGroups: [""], resources: [secrets], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+  - {kind: ServiceAccount, name: api, namespace: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    accepted-risk.palisade.dev/pss.privileged: "the tenant wants privileged pods"
+spec:
+  containers:
+    - name: c
+      image: x
+      securityContext: {privileged: true}
+"#,
+    );
+    assert!(r.accepted.is_empty(), "{:?}", r.accepted);
+    let ignored: Vec<String> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::AcceptedRiskInvalid)
+        .map(|f| f.object.to_string())
+        .collect();
+    assert_eq!(
+        ignored,
+        ["Namespace/shop", "Pod/shop/web", "Role/shop/reader"],
+        "{:?}",
+        r.findings
+    );
+    let msg = &r
+        .findings
+        .iter()
+        .find(|f| f.rule == Rule::AcceptedRiskInvalid)
+        .unwrap()
+        .message;
+    assert!(msg.contains("ignored on a Namespace"), "{msg}");
+    // The findings the annotations tried to accept are still reported.
+    assert!(rules_for(&r, "reader")
+        .iter()
+        .any(|(rule, _)| *rule == Rule::SecretsAccess));
+    assert!(rules_for(&r, "web")
+        .iter()
+        .any(|(rule, _)| *rule == Rule::Privileged));
+}

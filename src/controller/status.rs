@@ -148,6 +148,7 @@ pub fn build(
             total: total as u32,
             by_severity,
             exempted: r.exempted as u32,
+            accepted: r.accepted.len() as u32,
         }),
         top_violations,
         conflicts,

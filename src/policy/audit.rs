@@ -4,6 +4,7 @@
 //! Workloads are evaluated as they arrive and then dropped, so memory stays proportional to
 //! findings and to the (small) RBAC/namespace/policy sets, not to the corpus.
 
+use super::accepted::{self, Acceptance, AcceptedFinding};
 use super::baseline::{CompiledBaseline, Subject};
 use super::finding::{Finding, ObjectRef, Source, Violation};
 use super::hardening::{self, Automount};
@@ -33,6 +34,9 @@ pub struct AuditReport {
     pub findings: Vec<Finding>,
     /// Findings suppressed by a valid exemption.
     pub exempted: usize,
+    /// Findings accepted by an accepted-risk annotation on their object (ClusterRoles and
+    /// ClusterRoleBindings only): reported, but not violations. Sorted like `findings`.
+    pub accepted: Vec<AcceptedFinding>,
     /// Namespaces the baseline covered.
     pub namespaces: Vec<String>,
     /// Objects evaluated.
@@ -74,6 +78,8 @@ pub struct Auditor<'b> {
     cluster_roles: Vec<ClusterRole>,
     role_bindings: Vec<RoleBinding>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
+    /// Valid accepted-risk annotations of ClusterRoles and ClusterRoleBindings.
+    acceptances: HashMap<ObjectRef, Vec<Acceptance>>,
 }
 
 impl<'b> Auditor<'b> {
@@ -92,6 +98,7 @@ impl<'b> Auditor<'b> {
             cluster_roles: Vec::new(),
             role_bindings: Vec::new(),
             cluster_role_bindings: Vec::new(),
+            acceptances: HashMap::new(),
         }
     }
 
@@ -102,6 +109,7 @@ impl<'b> Auditor<'b> {
         if let (Some(src), Some(r)) = (source, joined_ref(&object)) {
             self.sources.insert(r, src.clone());
         }
+        self.annotations(&object);
         match object {
             Object::Workload(w) => self.workload(&w, source),
             Object::Namespace(ns) => self.namespace(ns),
@@ -141,6 +149,65 @@ impl<'b> Auditor<'b> {
         if let Some(src) = source {
             for f in &mut self.findings[before..] {
                 f.source = Some(src.clone());
+            }
+        }
+    }
+
+    /// Reads accepted-risk annotations: honoured on ClusterRoles and ClusterRoleBindings only
+    /// (see [`accepted`] for why), reported as ignored anywhere else.
+    fn annotations(&mut self, object: &Object) {
+        let (kind, meta) = match object {
+            Object::ClusterRole(o) => ("ClusterRole", &o.metadata),
+            Object::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
+            Object::Workload(w) if !w.is_owned_by_workload() => (w.kind(), w.metadata()),
+            Object::Workload(_) => return,
+            Object::Namespace(o) => ("Namespace", &o.metadata),
+            Object::ServiceAccount(o) => ("ServiceAccount", &o.metadata),
+            Object::NetworkPolicy(o) => ("NetworkPolicy", &o.metadata),
+            Object::Role(o) => ("Role", &o.metadata),
+            Object::RoleBinding(o) => ("RoleBinding", &o.metadata),
+        };
+        let Some(annotations) = meta.annotations.as_ref() else {
+            return;
+        };
+        let name = meta.name.as_deref().unwrap_or("");
+        let labels = meta.labels.as_ref().unwrap_or(&NO_LABELS);
+        let cluster_scoped = matches!(
+            object,
+            Object::ClusterRole(_) | Object::ClusterRoleBinding(_)
+        );
+        if cluster_scoped {
+            let mut out = Vec::new();
+            let valid = accepted::parse(Some(annotations), &mut out);
+            let object = ObjectRef::new(kind, None, name);
+            self.push_violations(out, &object, labels);
+            if !valid.is_empty() {
+                self.acceptances.insert(object, valid);
+            }
+            return;
+        }
+        let out = accepted::ignored(Some(annotations), kind);
+        if out.is_empty() {
+            return;
+        }
+        // A Namespace is judged (like its default-deny finding) only when the baseline covers it;
+        // namespaced objects are filtered by their namespace at the end.
+        let (namespace, subject_ns) = match object {
+            Object::Namespace(_) if !self.baseline.covers_namespace(name, labels) => return,
+            Object::Namespace(_) => (None, Some(name)),
+            _ => (meta.namespace.as_deref(), meta.namespace.as_deref()),
+        };
+        let object = ObjectRef::new(kind, namespace, name);
+        for v in out {
+            let subject = Subject {
+                namespace: subject_ns,
+                name,
+                labels,
+            };
+            if self.baseline.exemption_for(v.rule, &subject).is_some() {
+                self.exempted += 1;
+            } else {
+                self.findings.push(v.into_finding(&object));
             }
         }
     }
@@ -280,11 +347,31 @@ impl<'b> Auditor<'b> {
         for f in findings.iter_mut().filter(|f| f.source.is_none()) {
             f.source = self.sources.get(&f.object).cloned();
         }
+        let mut accepted = Vec::new();
+        if !self.acceptances.is_empty() {
+            findings.retain(|f| {
+                let reason = self
+                    .acceptances
+                    .get(&f.object)
+                    .and_then(|a| a.iter().find(|a| a.rule == f.rule));
+                match reason {
+                    Some(a) => {
+                        accepted.push(AcceptedFinding::new(f.clone(), &a.reason));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            accepted.sort_unstable_by(|a: &AcceptedFinding, b: &AcceptedFinding| {
+                a.finding.sort_key().cmp(&b.finding.sort_key())
+            });
+        }
         // Unstable sort: no scratch buffer of half the findings; the key is total (includes the source).
         findings.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         AuditReport {
             findings,
             exempted: self.exempted,
+            accepted,
             namespaces: covered,
             objects: self.objects,
         }

@@ -1,5 +1,6 @@
 //! The pure engine: no I/O, no async, no clock (time is passed in).
 
+pub mod accepted;
 pub mod audit;
 pub mod baseline;
 pub mod desired;

@@ -133,6 +133,7 @@ rules! {
     NoDefaultDeny => "network.no-default-deny", Medium, Network, "CIS 5.3.2", "every namespace needs a default-deny NetworkPolicy";
     AllowAllOverride => "network.allow-all-override", High, Network, "CIS 5.3.2", "a NetworkPolicy must not re-open all traffic";
     ExemptionExpired => "exemption.expired", Low, Baseline, "Palisade: exemptions", "expired exemptions must be renewed or removed";
+    AcceptedRiskInvalid => "accepted-risk.invalid", Low, Baseline, "Palisade: accepted-risk annotations", "accepted-risk annotations need a known rule, a reason of 10+ characters and a ClusterRole or ClusterRoleBinding";
 }
 
 impl Rule {

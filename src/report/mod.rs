@@ -53,6 +53,8 @@ fn json_report(
     struct Doc<'a> {
         summary: serde_json::Value,
         findings: &'a [crate::policy::finding::Finding],
+        /// Findings accepted by an accepted-risk annotation (not violations).
+        accepted: &'a [crate::policy::accepted::AcceptedFinding],
         #[serde(serialize_with = "diagnostics")]
         diagnostics: &'a [Diagnostic],
     }
@@ -69,10 +71,12 @@ fn json_report(
             "objects": report.objects,
             "findings": report.findings.len(),
             "exempted": report.exempted,
+            "accepted": report.accepted.len(),
             "bySeverity": by_severity,
             "namespaces": report.namespaces,
         }),
         findings: &report.findings,
+        accepted: &report.accepted,
         diagnostics: diags,
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::other)?;

@@ -1,6 +1,7 @@
 //! SARIF 2.1.0, as GitHub code scanning reads it.
 
 use crate::manifest::{Diagnostic, Severity as InputSeverity};
+use crate::policy::accepted::AcceptedFinding;
 use crate::policy::audit::AuditReport;
 use crate::policy::finding::Finding;
 use crate::policy::rules::{Rule, Severity};
@@ -64,15 +65,30 @@ fn result(f: &Finding, index: &BTreeMap<Rule, usize>) -> Value {
     })
 }
 
+/// An accepted finding: a result with an in-source suppression carrying the annotation's reason.
+fn accepted_result(a: &AcceptedFinding, index: &BTreeMap<Rule, usize>) -> Value {
+    let mut r = result(&a.finding, index);
+    r["suppressions"] = json!([{
+        "kind": "inSource",
+        "status": "accepted",
+        "justification": a.accepted_risk.reason,
+        "properties": {"annotation": a.accepted_risk.annotation},
+    }]);
+    r
+}
+
 /// The results array, produced one result at a time while serializing.
 struct Results<'a> {
     findings: &'a [Finding],
+    accepted: &'a [AcceptedFinding],
     index: &'a BTreeMap<Rule, usize>,
 }
 
 impl serde::Serialize for Results<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.findings.iter().map(|f| result(f, self.index)))
+        let findings = self.findings.iter().map(|f| result(f, self.index));
+        let accepted = self.accepted.iter().map(|a| accepted_result(a, self.index));
+        s.collect_seq(findings.chain(accepted))
     }
 }
 
@@ -85,6 +101,7 @@ pub fn write(
     let index: BTreeMap<Rule, usize> = rules.iter().enumerate().map(|(i, r)| (*r, i)).collect();
     let results = Results {
         findings: &report.findings,
+        accepted: &report.accepted,
         index: &index,
     };
     let notifications: Vec<Value> = diags

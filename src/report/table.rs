@@ -51,6 +51,25 @@ pub fn write(
         }
         writeln!(out)?;
     }
+    if !report.accepted.is_empty() {
+        writeln!(
+            out,
+            "ACCEPTED RISKS (annotations on the objects; not counted as findings):"
+        )?;
+        for a in &report.accepted {
+            let f = &a.finding;
+            writeln!(
+                out,
+                "  {} {} {}  {}: {}",
+                f.severity.to_string().to_uppercase(),
+                f.rule,
+                f.object,
+                a.accepted_risk.annotation,
+                a.accepted_risk.reason
+            )?;
+        }
+        writeln!(out)?;
+    }
     for d in diags {
         writeln!(out, "{d}")?;
     }
@@ -62,7 +81,7 @@ pub fn write(
         .collect();
     writeln!(
         out,
-        "{} objects audited, {} findings{}, {} exempted",
+        "{} objects audited, {} findings{}, {} exempted, {} accepted",
         report.objects,
         report.findings.len(),
         if by.is_empty() {
@@ -70,6 +89,7 @@ pub fn write(
         } else {
             format!(" ({})", by.join(", "))
         },
-        report.exempted
+        report.exempted,
+        report.accepted.len()
     )
 }

@@ -362,6 +362,13 @@ async fn deleted_baseline_garbage_collects_generated_objects() {
     })
     .await;
     wait_converged(&client, &id).await;
+    let baseline_label = format!("baseline=\"{id}\"");
+    assert!(
+        op.metric("palisade_generated_objects", &[&baseline_label])
+            .await
+            .is_some(),
+        "the baseline's gauges are exported while it exists"
+    );
 
     let started = Instant::now();
     Api::<SecurityBaseline>::all(client.clone())
@@ -398,6 +405,23 @@ async fn deleted_baseline_garbage_collects_generated_objects() {
         started.elapsed().as_millis()
     );
     assert!(get_baseline(&client, &id).await.is_none());
+    // Its gauges go too, or its last violations and success time would keep alerts firing.
+    wait_for(
+        "the deleted baseline's gauges removed",
+        DEADLINE,
+        || async {
+            let labels = [baseline_label.as_str()];
+            let generated = op.metric("palisade_generated_objects", &labels).await;
+            let success = op
+                .metric(
+                    "palisade_last_successful_reconcile_timestamp_seconds",
+                    &labels,
+                )
+                .await;
+            (generated.is_none() && success.is_none()).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Another manager's edit of a generated NetworkPolicy is reverted; a user's own policy with the

@@ -239,6 +239,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         reports,
     });
 
+    spawn_metrics_sweep(ctx.clone(), index.baselines.clone());
+
     if let Some(e) = elector {
         let e = Arc::new(e);
         let lost = Arc::new(tokio::sync::Notify::new());
@@ -273,6 +275,24 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     run_controller(ctl, ctx, caches, shutdown.requested()).await;
     Ok(())
 }
+
+/// Deleted baselines are not reconciled again (those without a finalizer vanish at once), so their
+/// gauges are swept here.
+fn spawn_metrics_sweep(
+    ctx: Arc<reconcile::Context>,
+    baselines: Store<DeserializeGuard<SecurityBaseline>>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_SWEEP);
+        loop {
+            tick.tick().await;
+            let live = baselines.state().iter().map(|b| b.name_any()).collect();
+            reconcile::forget_deleted_baselines(&ctx, &live);
+        }
+    });
+}
+
+const METRICS_SWEEP: Duration = Duration::from_secs(15);
 
 /// Ready once every cache and the baseline store hold a full list: before that, a change could be
 /// mapped against an empty view and missed until the next resync.

@@ -358,13 +358,13 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
     }
     .await;
     let degraded = applied.as_ref().err().map(|e| e.to_string());
-    for (kind, n) in [
-        ("NetworkPolicy", generated.network_policies),
-        ("Role", generated.roles),
-        ("RoleBinding", generated.role_bindings),
-        ("ValidatingAdmissionPolicy", generated.admission_policies),
-        ("Namespace", generated.labelled_namespaces),
-    ] {
+    for (kind, n) in GENERATED_KINDS.into_iter().zip([
+        generated.network_policies,
+        generated.roles,
+        generated.role_bindings,
+        generated.admission_policies,
+        generated.labelled_namespaces,
+    ]) {
         ctx.metrics
             .generated
             .get_or_create(&KindLabels {
@@ -515,6 +515,48 @@ async fn namespace_labels(
         ));
     }
     Ok(count)
+}
+
+/// Kinds the `palisade_generated_objects` gauge is exported for.
+const GENERATED_KINDS: [&str; 5] = [
+    "NetworkPolicy",
+    "Role",
+    "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "Namespace",
+];
+
+/// Removes the gauges of baselines that no longer exist: a deleted baseline's violations would
+/// otherwise keep alerts firing, and its frozen last-success time would raise
+/// PalisadeReconcileStalled. Counters stay (their rate falls to zero, as Prometheus expects).
+pub fn forget_deleted_baselines(ctx: &Context, live: &HashSet<String>) {
+    let gone: Vec<String> = {
+        let exported = ctx.exported.lock().expect("lock");
+        exported
+            .keys()
+            .filter(|b| !live.contains(*b))
+            .cloned()
+            .collect()
+    };
+    for baseline in gone {
+        if let Some(labels) = ctx.exported.lock().expect("lock").remove(&baseline) {
+            for l in &labels {
+                ctx.metrics.violations.remove(l);
+            }
+        }
+        for kind in GENERATED_KINDS {
+            ctx.metrics.generated.remove(&KindLabels {
+                baseline: baseline.clone(),
+                kind: kind.into(),
+            });
+        }
+        let labels = BaselineLabels {
+            baseline: baseline.clone(),
+        };
+        ctx.metrics.last_success.remove(&labels);
+        ctx.events.forget(&baseline);
+        tracing::debug!(%baseline, "baseline gone: its gauges are removed");
+    }
 }
 
 fn export_violations(ctx: &Context, baseline: &str, report: &crate::policy::audit::AuditReport) {

@@ -23,8 +23,9 @@ pub struct RunArgs {
     /// Seconds between full resyncs of every baseline.
     #[arg(long, default_value_t = 300)]
     resync: u64,
-    /// Milliseconds to wait for more changes before reconciling (coalesces bursts).
-    #[arg(long, default_value_t = 200)]
+    /// Milliseconds to wait for more changes before reconciling (coalesces bursts). At most one
+    /// reconcile per baseline runs and one waits, so a short window bounds latency, not load.
+    #[arg(long, default_value_t = 50)]
     debounce_ms: u64,
     /// Reconcile only SecurityBaselines matching this label selector (sharding, tests).
     #[arg(long)]

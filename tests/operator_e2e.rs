@@ -211,26 +211,6 @@ async fn wait_default_sa(client: &Client, ns: &str) {
     .await;
 }
 
-fn deployment(ns: &str, name: &str, privileged: bool) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{
-                    "name": "app",
-                    "image": "registry.example/app:1.0",
-                    "securityContext": {"privileged": privileged},
-                }]},
-            },
-        },
-    })
-}
-
 fn privileged_pod(name: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -533,7 +513,7 @@ async fn violation_reported_in_status_event_and_metric_then_cleared() {
     apply(
         &deployments,
         "palisade-tests",
-        &deployment(&ns.name, "web", true),
+        &common::deployment(&ns.name, "web", true),
     )
     .await;
     apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Audit"})).await;
@@ -603,7 +583,7 @@ async fn violation_reported_in_status_event_and_metric_then_cleared() {
     apply(
         &deployments,
         "palisade-tests",
-        &deployment(&ns.name, "web", false),
+        &common::deployment(&ns.name, "web", false),
     )
     .await;
     wait_for("pss.privileged gone from status", DEADLINE, || async {
@@ -743,7 +723,7 @@ async fn exemption_suppresses_until_it_expires() {
     apply(
         &deployments,
         "palisade-tests",
-        &deployment(&ns.name, "vendor", true),
+        &common::deployment(&ns.name, "vendor", true),
     )
     .await;
     let exemption = |expires: Option<String>| {
@@ -824,7 +804,7 @@ async fn restarted_operator_converges_without_writes() {
     apply(
         &deployments,
         "palisade-tests",
-        &deployment(&ns.name, "web", true),
+        &common::deployment(&ns.name, "web", true),
     )
     .await;
     apply_baseline(

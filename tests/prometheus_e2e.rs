@@ -289,26 +289,6 @@ fn shipped_rule_groups() -> Value {
     json!({"groups": rule["spec"]["groups"]})
 }
 
-fn deployment(ns: &str, name: &str, privileged: bool) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{
-                    "name": "app",
-                    "image": "app:1.0",
-                    "securityContext": {"privileged": privileged},
-                }]},
-            },
-        },
-    })
-}
-
 fn is_alert(a: &Value, name: &str, ns: &str) -> bool {
     a["labels"]["alertname"] == name && a["labels"]["namespace"] == ns
 }
@@ -419,7 +399,7 @@ async fn violations_alert_fires_and_resolves_in_prometheus() {
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let apply_deployment = |privileged: bool| {
-        let body = deployment(&ns.name, "web", privileged);
+        let body = common::deployment(&ns.name, "web", privileged);
         let deployments = deployments.clone();
         async move {
             deployments

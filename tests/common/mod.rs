@@ -501,3 +501,25 @@ fn describe(e: &serde_json::Value) -> String {
         format!("{} {resource}{target}", s(&e["verb"]))
     }
 }
+
+/// A one-replica Deployment whose only container is privileged or not: the violating and the
+/// fixed workload of the e2e scenarios.
+pub fn deployment(ns: &str, name: &str, privileged: bool) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "image": "registry.example/app:1.0",
+                    "securityContext": {"privileged": privileged},
+                }]},
+            },
+        },
+    })
+}

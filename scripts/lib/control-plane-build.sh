@@ -17,7 +17,7 @@ CP_TOOLS="$CP_ROOT/tools/control-plane"
 CP_CACHE="${PALISADE_CP_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/palisade/control-plane}"
 CP_K8S_DIR="$CP_CACHE/k8s-$K8S_VERSION"
 CP_ETCD_DIR="$CP_CACHE/etcd-$ETCD_VERSION"
-CP_K8S_CMDS=(kube-apiserver kube-controller-manager kubectl)
+CP_K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 cp_log() { printf '[control-plane] %s\n' "$*" >&2; }
 
@@ -106,6 +106,6 @@ cp_build() {
     _cp_build_one etcd "$CP_TOOLS/etcd" "$CP_ETCD_DIR" "$(_cp_etcd_ldflags)" etcd \
       go.etcd.io/etcd/server/v3
     _cp_build_one k8s "$CP_TOOLS/k8s" "$CP_K8S_DIR" "$(_cp_k8s_ldflags)" "$(IFS=,; echo "${CP_K8S_CMDS[*]}")" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+      "${CP_K8S_CMDS[@]/#/k8s.io/kubernetes/cmd/}"
   ) 9>"$CP_CACHE/.lock"
 }

@@ -96,9 +96,7 @@ pub async fn create_pod(client: &Client, ns: &str, pod: &Value) -> Pod {
 pub async fn apply(client: &Client, ns: &str, api_path: &str, obj: &Value) {
     // A generic server-side apply through the dynamic API, so tests can write any kind as JSON.
     let (group_version, plural) = api_path.rsplit_once('/').unwrap();
-    let (group, version) = group_version
-        .split_once('/')
-        .unwrap_or(("", group_version));
+    let (group, version) = group_version.split_once('/').unwrap_or(("", group_version));
     let kind = obj["kind"].as_str().unwrap();
     let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
     let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
@@ -207,7 +205,10 @@ pub async fn wait_connect(ns: &str, pod: &str, target: &str, want: bool) -> Prob
             return probe;
         }
         if std::time::Instant::now() > deadline {
-            panic!("timed out after {ENFORCED:?} waiting for {what}; last answer {}", probe.out);
+            panic!(
+                "timed out after {ENFORCED:?} waiting for {what}; last answer {}",
+                probe.out
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -8,84 +8,81 @@ use palisade::policy::rules::Rule;
 use serde::Deserialize;
 
 const MANIFESTS: &str = r#"
-# --- built-in roles as a live cluster returns them (trimmed) ---
+# --- built-in roles exactly as kube-apiserver 1.34 creates them (src/policy/rbac/bootstrap) ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: cluster-admin
-  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+  name: "cluster-admin"
+  labels:
+    kubernetes.io/bootstrapping: "rbac-defaults"
 rules:
-- apiGroups: ["*"]
-  resources: ["*"]
-  verbs: ["*"]
-- nonResourceURLs: ["*"]
-  verbs: ["*"]
+- {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+- {"nonResourceURLs": ["*"], "verbs": ["*"]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: edit
+  name: "edit"
   labels:
-    kubernetes.io/bootstrapping: rbac-defaults
+    kubernetes.io/bootstrapping: "rbac-defaults"
     rbac.authorization.k8s.io/aggregate-to-admin: "true"
-aggregationRule:
-  clusterRoleSelectors:
-  - matchLabels:
-      rbac.authorization.k8s.io/aggregate-to-edit: "true"
+aggregationRule: {"clusterRoleSelectors": [{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}}]}
 rules: []
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: system:aggregate-to-edit
+  name: "system:aggregate-to-edit"
   labels:
-    kubernetes.io/bootstrapping: rbac-defaults
+    kubernetes.io/bootstrapping: "rbac-defaults"
     rbac.authorization.k8s.io/aggregate-to-edit: "true"
 rules:
-- apiGroups: [""]
-  resources: [pods/attach, pods/exec, pods/portforward, pods/proxy, secrets, services/proxy]
-  verbs: [get, list, watch]
-- apiGroups: [""]
-  resources: [serviceaccounts]
-  verbs: [impersonate]
-- apiGroups: [""]
-  resources: [pods, pods/attach, pods/exec, pods/portforward, pods/proxy]
-  verbs: [create, delete, deletecollection, patch, update]
-- apiGroups: [""]
-  resources: [configmaps, persistentvolumeclaims, replicationcontrollers, secrets, serviceaccounts, services]
-  verbs: [create, delete, deletecollection, patch, update]
-- apiGroups: [apps]
-  resources: [daemonsets, deployments, replicasets, statefulsets]
-  verbs: [create, delete, deletecollection, patch, update]
+- {"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"], "verbs": ["get", "list", "watch"]}
+- {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+- {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}
+- {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims", "replicationcontrollers", "replicationcontrollers/scale", "secrets", "serviceaccounts", "services", "services/proxy"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
+- {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "deployments/rollback", "deployments/scale", "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": ["extensions"], "resources": ["daemonsets", "deployments", "deployments/rollback", "deployments/scale", "ingresses", "networkpolicies", "replicasets", "replicasets/scale", "replicationcontrollers/scale"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
+- {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}
+- {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims", "resourceclaimtemplates"], "verbs": ["create", "delete", "deletecollection", "patch", "update"]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: view
-  labels: {kubernetes.io/bootstrapping: rbac-defaults}
-rules:
-- apiGroups: ["", apps]
-  resources: [configmaps, endpoints, pods, services, deployments]
-  verbs: [get, list, watch]
+  name: "view"
+  labels:
+    kubernetes.io/bootstrapping: "rbac-defaults"
+    rbac.authorization.k8s.io/aggregate-to-edit: "true"
+aggregationRule: {"clusterRoleSelectors": [{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}}]}
+rules: []
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: system:node-proxier
-  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+  name: "system:node-proxier"
+  labels:
+    kubernetes.io/bootstrapping: "rbac-defaults"
 rules:
-- apiGroups: [""]
-  resources: [nodes/proxy]
-  verbs: [get]
+- {"apiGroups": [""], "resources": ["endpoints", "services"], "verbs": ["list", "watch"]}
+- {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+- {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}
+- {"apiGroups": ["networking.k8s.io"], "resources": ["servicecidrs"], "verbs": ["list", "watch"]}
+- {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
   name: cluster-admin
   labels: {kubernetes.io/bootstrapping: rbac-defaults}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+roleRef: {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}
 subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:masters"}
+- {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}
 ---
 # --- application namespace ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -340,6 +337,12 @@ fn realistic_manifests_yield_exactly_the_expected_findings() {
         ("rbac.create-pods", "RoleBinding/shop/developers", "roleRef"),
         (
             "rbac.escalate-bind-impersonate",
+            "RoleBinding/shop/developers",
+            "roleRef",
+        ),
+        // the real system:aggregate-to-edit lets editors create serviceaccounts/token
+        (
+            "rbac.serviceaccount-token",
             "RoleBinding/shop/developers",
             "roleRef",
         ),

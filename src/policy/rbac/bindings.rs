@@ -1,6 +1,7 @@
 //! RoleBindings and ClusterRoleBindings as one view, and the binding-level rules.
 
-use super::{bounded, is_builtin, MAX_LISTED};
+use super::bootstrap::{is_builtin_cluster_role_binding, is_builtin_role_binding};
+use super::{bounded, MAX_LISTED};
 use crate::policy::finding::{Finding, ObjectRef};
 use crate::policy::rules::Rule;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
@@ -31,7 +32,7 @@ impl<'a> Binding<'a> {
             namespace: Some(namespace),
             role_ref: &rb.role_ref,
             subjects: rb.subjects.as_deref().unwrap_or_default(),
-            builtin: is_builtin(&rb.metadata),
+            builtin: is_builtin_role_binding(rb),
         }
     }
 
@@ -42,7 +43,7 @@ impl<'a> Binding<'a> {
             namespace: None,
             role_ref: &crb.role_ref,
             subjects: crb.subjects.as_deref().unwrap_or_default(),
-            builtin: is_builtin(&crb.metadata),
+            builtin: is_builtin_cluster_role_binding(crb),
         }
     }
 

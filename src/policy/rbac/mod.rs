@@ -4,8 +4,9 @@
 //! Attribution:
 //! - A custom Role/ClusterRole carries the findings for its own rules (`rules[i].verbs`, ...), and
 //!   the message says whom it is bound to (first [`MAX_LISTED`] subjects).
-//! - Kubernetes' bootstrap roles and bindings (label `kubernetes.io/bootstrapping=rbac-defaults`, or
-//!   a `system:` name) are not reported. A custom binding of a built-in role carries that role's
+//! - Kubernetes' bootstrap roles and bindings are not reported: those whose name *and* content are
+//!   what kube-apiserver's bootstrap policy creates (`bootstrap`); a `system:` name or the
+//!   bootstrapping label proves nothing. A custom binding of a built-in role carries that role's
 //!   findings instead, at `roleRef` (one finding per rule). `cluster-admin` is the exception: its
 //!   binding is reported as ClusterAdminBinding only, which already says it grants everything.
 //! - Binding-level rules (cluster-admin, system:masters, anonymous, default service account) go
@@ -20,10 +21,12 @@
 
 mod aggregate;
 mod bindings;
+mod bootstrap;
 mod grants;
 
 use self::aggregate::{Aggregation, Sourced};
 use self::bindings::{Binding, RoleKey};
+use self::bootstrap::{is_builtin_cluster_role, is_builtin_role};
 use self::grants::{grants, Reach};
 use super::finding::{Finding, ObjectRef};
 use super::rules::Rule;
@@ -41,26 +44,8 @@ pub struct RbacObjects<'a> {
     pub cluster_role_bindings: Vec<&'a ClusterRoleBinding>,
 }
 
-/// Label Kubernetes puts on the RBAC objects it bootstraps.
-pub const BOOTSTRAP_LABEL: &str = "kubernetes.io/bootstrapping";
-
 /// How many subjects, names or grants a message lists before "and N more".
 pub const MAX_LISTED: usize = 5;
-
-/// Whether an RBAC object is one of Kubernetes' own (bootstrap policy or a `system:` name).
-pub fn is_builtin(meta: &ObjectMeta) -> bool {
-    let labelled = meta
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(BOOTSTRAP_LABEL))
-        .is_some_and(|v| v == "rbac-defaults");
-    labelled
-        || meta
-            .name
-            .as_deref()
-            .unwrap_or_default()
-            .starts_with("system:")
-}
 
 /// Appends findings (sorted by object, rule, field; then message) for risky RBAC. `in_scope(ns)`
 /// says whether a namespace is covered: Roles/RoleBindings in other namespaces are ignored;
@@ -103,7 +88,7 @@ pub fn audit(objs: &RbacObjects<'_>, in_scope: &dyn Fn(&str) -> bool, out: &mut 
     for &cr in &objs.cluster_roles {
         let name = name(&cr.metadata);
         cluster_roles.entry(name).or_insert(cr);
-        if is_builtin(&cr.metadata) {
+        if is_builtin_cluster_role(cr) {
             continue;
         }
         let object = ObjectRef::new("ClusterRole", None, name);
@@ -119,7 +104,7 @@ pub fn audit(objs: &RbacObjects<'_>, in_scope: &dyn Fn(&str) -> bool, out: &mut 
             continue;
         }
         roles.entry((ns, name)).or_insert(role);
-        if is_builtin(&role.metadata) {
+        if is_builtin_role(role) {
             continue;
         }
         let object = ObjectRef::new("Role", Some(ns), name);
@@ -144,15 +129,15 @@ pub fn audit(objs: &RbacObjects<'_>, in_scope: &dyn Fn(&str) -> bool, out: &mut 
             Reach::Cluster
         };
         let summary = summaries.entry((key, reach)).or_insert_with(|| {
-            let (meta, rules) = match key {
+            let (builtin, rules) = match key {
                 RoleKey::Role(ns, name) => roles
                     .get(&(ns, name))
-                    .map(|r| (&r.metadata, own_rules(r.rules.as_deref())))?,
+                    .map(|&r| (is_builtin_role(r), own_rules(r.rules.as_deref())))?,
                 RoleKey::ClusterRole(name) => cluster_roles
                     .get(name)
-                    .map(|&cr| (&cr.metadata, ctx.aggregation.rules(cr)))?,
+                    .map(|&cr| (is_builtin_cluster_role(cr), ctx.aggregation.rules(cr)))?,
             };
-            is_builtin(meta).then(|| summarise(&rules, reach))
+            builtin.then(|| summarise(&rules, reach))
         });
         if let Some(summary) = summary {
             report_builtin_binding(b, summary, out);

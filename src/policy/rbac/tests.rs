@@ -186,42 +186,141 @@ subjects: [{kind: User, name: v1}, {kind: User, name: v2}, {kind: User, name: v3
     );
 }
 
+/// The real bootstrap objects (as kube-apiserver 1.34 creates them) of these kinds and names.
+fn builtins(objects: &[(&str, &str)]) -> String {
+    objects
+        .iter()
+        .map(|(kind, key)| super::bootstrap::builtin_yaml(kind, key))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
 #[test]
 fn built_in_roles_and_bindings_are_not_reported() {
-    let f = run(r#"kind: ClusterRole
-metadata: {name: "system:controller:job-controller"}
-rules: [{apiGroups: [""], resources: [pods], verbs: [create, delete]}]
----
-kind: ClusterRole
-metadata:
-  name: cluster-admin
-  labels: {kubernetes.io/bootstrapping: rbac-defaults}
-rules:
-- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
-- {nonResourceURLs: ["*"], verbs: ["*"]}
----
-kind: ClusterRoleBinding
-metadata:
-  name: cluster-admin
-  labels: {kubernetes.io/bootstrapping: rbac-defaults}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
-subjects: [{kind: Group, apiGroup: rbac.authorization.k8s.io, name: "system:masters"}]
----
-kind: ClusterRoleBinding
-metadata: {name: "system:controller:job-controller"}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:controller:job-controller"}
-subjects: [{kind: ServiceAccount, name: job-controller, namespace: kube-system}]
----
-kind: Role
-metadata: {name: "system:controller:bootstrap-signer", namespace: kube-system}
-rules: [{apiGroups: [""], resources: [secrets], verbs: [get, list, watch]}]"#);
+    let f = run(&builtins(&[
+        ("ClusterRole", "system:controller:job-controller"),
+        ("ClusterRole", "cluster-admin"),
+        ("ClusterRoleBinding", "cluster-admin"),
+        ("ClusterRoleBinding", "system:controller:job-controller"),
+        ("ClusterRole", "system:node"),
+        ("ClusterRole", "admin"),
+        ("Role", "kube-system/system:controller:bootstrap-signer"),
+        (
+            "RoleBinding",
+            "kube-system/system:controller:bootstrap-signer",
+        ),
+    ]));
     assert!(f.is_empty(), "{f:#?}");
 }
 
+/// A `system:` name and the bootstrapping label are anyone's to use: only the bootstrap policy's
+/// own names with its own content are Kubernetes'.
+#[test]
+fn system_names_and_bootstrap_labels_do_not_hide_anything() {
+    let f = run(r#"kind: ClusterRole
+metadata:
+  name: "system:backdoor"
+  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+---
+kind: ClusterRoleBinding
+metadata:
+  name: "system:backdoor"
+  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:backdoor"}
+subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: mallory}]"#);
+    assert!(
+        keys(&f).contains(&key(
+            Rule::Wildcard,
+            "ClusterRole/system:backdoor",
+            "rules[0]"
+        )),
+        "{f:#?}"
+    );
+    assert!(message(&f, Rule::Wildcard, "ClusterRole/system:backdoor").contains("User mallory"));
+}
+
+#[test]
+fn a_modified_built_in_role_is_evaluated_like_any_other() {
+    // system:node with one extra rule: reading every Secret.
+    let mut node: serde_json::Value = serde_yaml_ng::from_str(&super::bootstrap::builtin_yaml(
+        "ClusterRole",
+        "system:node",
+    ))
+    .unwrap();
+    node["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}
+        ));
+    let f = run(&serde_yaml_ng::to_string(&node).unwrap());
+    assert!(
+        f.iter()
+            .any(|f| f.rule == Rule::SecretsAccess && f.object.name == "system:node"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_built_in_binding_with_other_subjects_is_evaluated_like_any_other() {
+    // system:kube-controller-manager is bound to its own user; mallory added gets its Secrets.
+    let mut binding: serde_json::Value = serde_yaml_ng::from_str(&super::bootstrap::builtin_yaml(
+        "ClusterRoleBinding",
+        "system:kube-controller-manager",
+    ))
+    .unwrap();
+    binding["subjects"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"kind": "User", "name": "mallory"}));
+    let untouched = run(&builtins(&[
+        ("ClusterRole", "cluster-admin"),
+        ("ClusterRoleBinding", "cluster-admin"),
+    ]));
+    assert!(untouched.is_empty(), "{untouched:#?}");
+    let mut admin: serde_json::Value = serde_yaml_ng::from_str(&super::bootstrap::builtin_yaml(
+        "ClusterRoleBinding",
+        "cluster-admin",
+    ))
+    .unwrap();
+    admin["subjects"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"kind": "User", "name": "mallory"}));
+    let f = run(&format!(
+        "{}---\n{}",
+        builtins(&[("ClusterRole", "cluster-admin")]),
+        serde_yaml_ng::to_string(&admin).unwrap()
+    ));
+    assert!(
+        f.iter().any(|f| f.rule == Rule::ClusterAdminBinding
+            && f.object.name == "cluster-admin"
+            && f.message.contains("mallory")),
+        "{f:#?}"
+    );
+    let f = run(&format!(
+        "{}---\n{}",
+        builtins(&[("ClusterRole", "system:kube-controller-manager")]),
+        serde_yaml_ng::to_string(&binding).unwrap()
+    ));
+    assert!(
+        f.iter()
+            .any(|f| f.object.name == "system:kube-controller-manager"
+                && f.object.kind == "ClusterRoleBinding"
+                && f.message.contains("mallory")),
+        "{f:#?}"
+    );
+}
+
+// Built-in edit/view are aggregated: their selectors make them built-in, the rules stored by the
+// aggregation controller are what they grant (here a short stand-in for the real lists).
 const EDIT: &str = r#"kind: ClusterRole
 metadata:
   name: edit
   labels: {kubernetes.io/bootstrapping: rbac-defaults}
+aggregationRule:
+  clusterRoleSelectors: [{matchLabels: {rbac.authorization.k8s.io/aggregate-to-edit: "true"}}]
 rules:
 - {apiGroups: [""], resources: [pods, pods/exec], verbs: [create, delete]}
 - {apiGroups: [""], resources: [configmaps, secrets], verbs: [get, list, watch, create]}
@@ -232,6 +331,8 @@ kind: ClusterRole
 metadata:
   name: view
   labels: {kubernetes.io/bootstrapping: rbac-defaults}
+aggregationRule:
+  clusterRoleSelectors: [{matchLabels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}}]
 rules:
 - {apiGroups: ["", apps], resources: [configmaps, pods, deployments], verbs: [get, list, watch]}"#;
 
@@ -444,7 +545,7 @@ kind: ClusterRole
 metadata:
   name: cluster-admin
   labels: {kubernetes.io/bootstrapping: rbac-defaults}
-rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}, {nonResourceURLs: ["*"], verbs: ["*"]}]
 ---
 kind: ClusterRoleBinding
 metadata: {name: oops}
@@ -604,4 +705,25 @@ subjects: [{{kind: ServiceAccount, name: default}}]"#
             (Rule::PodExecAttach, "rules[0].verbs"),
         ]
     );
+}
+
+/// Kubernetes' whole bootstrap policy, as kube-apiserver creates it, is Kubernetes' own: nothing.
+#[test]
+fn the_whole_bootstrap_policy_yields_no_findings() {
+    let policy: serde_json::Value =
+        serde_json::from_str(include_str!("bootstrap/v1.34.json")).unwrap();
+    let mut objects = Vec::new();
+    for (section, kind) in [
+        ("clusterRoles", "ClusterRole"),
+        ("roles", "Role"),
+        ("clusterRoleBindings", "ClusterRoleBinding"),
+        ("roleBindings", "RoleBinding"),
+    ] {
+        for key in policy[section].as_object().unwrap().keys() {
+            objects.push((kind, key.as_str()));
+        }
+    }
+    assert!(objects.len() > 100, "{} objects", objects.len());
+    let f = run(&builtins(&objects));
+    assert!(f.is_empty(), "{f:#?}");
 }

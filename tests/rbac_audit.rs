@@ -303,7 +303,41 @@ fn realistic_manifests_yield_exactly_the_expected_findings() {
             "ClusterRole/ci-deployer",
             "rules[1].verbs",
         ),
+        // `*` on `*`: the wildcard and every specific risk it includes
+        (
+            "rbac.secrets-access",
+            "ClusterRole/operator",
+            "rules[0].verbs",
+        ),
         ("rbac.wildcard", "ClusterRole/operator", "rules[0]"),
+        ("rbac.create-pods", "ClusterRole/operator", "rules[0].verbs"),
+        (
+            "rbac.escalate-bind-impersonate",
+            "ClusterRole/operator",
+            "rules[0].verbs",
+        ),
+        (
+            "rbac.create-persistentvolumes",
+            "ClusterRole/operator",
+            "rules[0].verbs",
+        ),
+        ("rbac.nodes-proxy", "ClusterRole/operator", "rules[0].verbs"),
+        ("rbac.csr-approve", "ClusterRole/operator", "rules[0].verbs"),
+        (
+            "rbac.webhook-config",
+            "ClusterRole/operator",
+            "rules[0].verbs",
+        ),
+        (
+            "rbac.serviceaccount-token",
+            "ClusterRole/operator",
+            "rules[0].verbs",
+        ),
+        (
+            "rbac.pod-exec-attach",
+            "ClusterRole/operator",
+            "rules[0].verbs",
+        ),
         (
             "rbac.nodes-proxy",
             "ClusterRole/prometheus",

@@ -103,14 +103,24 @@ impl<'a> Binding<'a> {
     }
 
     /// ClusterAdminBinding, SystemMastersBinding, AnonymousBinding, DefaultServiceAccountBinding.
-    pub fn check(&self, out: &mut Vec<Finding>) {
-        if self.role_ref.kind == "ClusterRole" && self.role_ref.name == "cluster-admin" {
+    /// `admin_rule`: the rule of the bound role that makes it equivalent to cluster-admin, if any.
+    pub fn check(&self, admin_rule: Option<&str>, out: &mut Vec<Finding>) {
+        let is_cluster_admin =
+            self.role_ref.kind == "ClusterRole" && self.role_ref.name == "cluster-admin";
+        if is_cluster_admin || admin_rule.is_some() {
+            let role = match (is_cluster_admin, admin_rule) {
+                (false, Some(rule)) => format!(
+                    "{}, equivalent to cluster-admin ({rule} grants every verb on every resource in every API group),",
+                    self.role_label()
+                ),
+                _ => "ClusterRole cluster-admin".to_string(),
+            };
             out.push(Finding::new(
                 Rule::ClusterAdminBinding,
                 self.object.clone(),
                 "roleRef".to_string(),
                 format!(
-                    "binds ClusterRole cluster-admin (every action on every resource in {}) to {}; \
+                    "binds {role} (every action on every resource in {}) to {}; \
                      bind a role with only the permissions needed",
                     self.reach(),
                     self.subjects_label()
@@ -179,7 +189,7 @@ subjects:
             "ServiceAccount shop/api, ServiceAccount tools/ci, User alice"
         );
         let mut out = Vec::new();
-        v.check(&mut out);
+        v.check(None, &mut out);
         assert!(out.is_empty());
     }
 

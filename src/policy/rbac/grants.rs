@@ -5,9 +5,11 @@
 //! plain resource does not match its subresources. `resourceNames` narrows a grant without removing
 //! it, so narrowed grants are still reported, with the names in the message.
 //!
-//! A rule whose resources are only `*` yields only a Wildcard finding (every specific rule would
-//! fire otherwise); a rule with explicit resources yields the specific findings for those resources,
-//! plus Wildcard when it also uses `*` for verbs or API groups.
+//! A `*` in resources matches every resource and subresource, so it yields every specific finding
+//! it covers (reading Secrets, `nodes/proxy`, `pods/exec`, ...) besides Wildcard, whose message
+//! names them: accepting or exempting the wildcard must not hide what it grants. Explicit resources
+//! yield the specific findings for those resources, plus Wildcard when `*` is used for verbs or
+//! API groups.
 
 use crate::policy::rules::Rule;
 use k8s_openapi::api::rbac::v1::PolicyRule;
@@ -255,16 +257,22 @@ pub(super) fn grants(rule: &PolicyRule, reach: Reach) -> Vec<Grant> {
         .map(String::as_str)
         .filter(|r| *r != ALL)
         .collect();
-    if explicit.is_empty() {
-        return out;
-    }
+    let star = has_all(list(&rule.resources));
+    let mut covered = Vec::new();
     for check in CHECKS {
-        if let Some(what) = match_check(check, rule, &explicit, reach) {
+        if let Some(what) = match_check(check, rule, &explicit, star, reach) {
+            covered.push(check.rule.id());
             out.push(Grant {
                 rule: check.rule,
                 field: Some("verbs"),
                 what: what + &narrowed,
             });
+        }
+    }
+    if star && !covered.is_empty() {
+        if let Some(w) = out.iter_mut().find(|g| g.rule == Rule::Wildcard) {
+            w.what
+                .push_str(&format!("; the * includes {}", covered.join(", ")));
         }
     }
     out
@@ -358,6 +366,7 @@ fn match_check(
     check: &Check,
     rule: &PolicyRule,
     explicit: &[&str],
+    star: bool,
     reach: Reach,
 ) -> Option<String> {
     let groups = list(&rule.api_groups);
@@ -381,15 +390,7 @@ fn match_check(
             continue;
         }
         let verbs = verbs.join(",");
-        for entry in explicit {
-            if !t.resources.iter().any(|r| r.matched_by(entry)) {
-                continue;
-            }
-            let shown = if named && t.group != CORE {
-                format!("{entry}.{}", t.group)
-            } else {
-                entry.to_string()
-            };
+        let add = |parts: &mut Vec<(String, Vec<String>)>, shown: String| {
             let i = match parts.iter().position(|(v, _)| *v == verbs) {
                 Some(i) => i,
                 None => {
@@ -400,6 +401,32 @@ fn match_check(
             if !parts[i].1.contains(&shown) {
                 parts[i].1.push(shown);
             }
+        };
+        if star {
+            // `*` matches every resource and every subresource of this target.
+            for r in t.resources {
+                let name = match r {
+                    Exact(n) => n.to_string(),
+                    AnySub(base) => format!("{base}/*"),
+                };
+                let shown = if t.group == CORE {
+                    name
+                } else {
+                    format!("{name}.{}", t.group)
+                };
+                add(&mut parts, format!("{shown} (via resources: *)"));
+            }
+        }
+        for entry in explicit {
+            if !t.resources.iter().any(|r| r.matched_by(entry)) {
+                continue;
+            }
+            let shown = if named && t.group != CORE {
+                format!("{entry}.{}", t.group)
+            } else {
+                entry.to_string()
+            };
+            add(&mut parts, shown);
         }
     }
     if parts.is_empty() {
@@ -441,18 +468,55 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_fires_per_field_and_pure_wildcard_yields_only_wildcard() {
-        let g = only(&pr(&["*"], &["*"], &["*"]));
-        assert_eq!((g.rule, g.field), (Rule::Wildcard, None));
-        assert_eq!(
-            g.what,
-            "* on * in apiGroups * (wildcard in apiGroups, resources, verbs)"
+    fn wildcard_fires_per_field_and_names_what_the_star_includes() {
+        // Everything: Wildcard plus every specific rule it covers, each its own finding.
+        let g = grants(&pr(&["*"], &["*"], &["*"]), Reach::Cluster);
+        assert_eq!((g[0].rule, g[0].field), (Rule::Wildcard, None));
+        assert!(
+            g[0].what.starts_with(
+                "* on * in apiGroups * (wildcard in apiGroups, resources, verbs); the * includes \
+                 rbac.secrets-access, rbac.create-pods, rbac.escalate-bind-impersonate"
+            ),
+            "{}",
+            g[0].what
         );
+        let rules: Vec<Rule> = g.iter().map(|g| g.rule).collect();
+        for r in [
+            Rule::SecretsAccess,
+            Rule::NodesProxy,
+            Rule::PodExecAttach,
+            Rule::WebhookConfig,
+        ] {
+            assert!(rules.contains(&r), "{r:?} missing from {rules:?}");
+        }
 
-        // `*` resources in the core group: still only Wildcard, even though secrets are included.
-        let g = only(&pr(&[""], &["*"], &["get", "list"]));
-        assert_eq!((g.rule, g.field), (Rule::Wildcard, Some("resources")));
-        assert_eq!(g.what, "get,list on * (wildcard in resources)");
+        // `*` resources in the core group with read verbs: reading every Secret, nodes/proxy and
+        // pods/exec (the authorizer matches `*` against subresources too).
+        let g = grants(&pr(&[""], &["*"], &["get", "list"]), Reach::Cluster);
+        let got: Vec<Rule> = g.iter().map(|g| g.rule).collect();
+        assert_eq!(
+            got,
+            vec![
+                Rule::Wildcard,
+                Rule::SecretsAccess,
+                Rule::NodesProxy,
+                Rule::PodExecAttach
+            ]
+        );
+        assert_eq!((g[0].field), Some("resources"));
+        assert_eq!(
+            g[0].what,
+            "get,list on * (wildcard in resources); the * includes rbac.secrets-access, \
+             rbac.nodes-proxy, rbac.pod-exec-attach"
+        );
+        assert_eq!(g[1].what, "get,list on secrets (via resources: *)");
+        // In a namespace, nodes/proxy is out of reach.
+        let g = grants(&pr(&[""], &["*"], &["get", "list"]), Reach::Namespace);
+        let got: Vec<Rule> = g.iter().map(|g| g.rule).collect();
+        assert_eq!(
+            got,
+            vec![Rule::Wildcard, Rule::SecretsAccess, Rule::PodExecAttach]
+        );
 
         let g = only(&pr(&["*"], &["configmaps"], &["get"]));
         assert_eq!((g.rule, g.field), (Rule::Wildcard, Some("apiGroups")));

@@ -117,8 +117,23 @@ pub fn audit(objs: &RbacObjects<'_>, in_scope: &dyn Fn(&str) -> bool, out: &mut 
     // per reach. `None`: dangling roleRef, or a custom role (which carries its own findings).
     let mut summaries: HashMap<(RoleKey<'_>, Reach), Option<BTreeMap<Rule, String>>> =
         HashMap::new();
+    // Roles equivalent to cluster-admin (by content, whatever their name): the rule that makes them.
+    let mut admin_like: HashMap<RoleKey<'_>, Option<String>> = HashMap::new();
     for b in bindings.iter().filter(|b| !b.builtin) {
-        b.check(out);
+        let admin = b.role_key().and_then(|key| {
+            admin_like
+                .entry(key)
+                .or_insert_with(|| match key {
+                    RoleKey::Role(ns, name) => roles
+                        .get(&(ns, name))
+                        .and_then(|r| admin_equivalent(&own_rules(r.rules.as_deref()))),
+                    RoleKey::ClusterRole(name) => cluster_roles
+                        .get(name)
+                        .and_then(|&cr| admin_equivalent(&ctx.aggregation.rules(cr))),
+                })
+                .clone()
+        });
+        b.check(admin.as_deref(), out);
         if b.role_ref.kind == "ClusterRole" && b.role_ref.name == "cluster-admin" {
             continue;
         }
@@ -149,6 +164,37 @@ pub fn audit(objs: &RbacObjects<'_>, in_scope: &dyn Fn(&str) -> bool, out: &mut 
             .cmp(&b.sort_key())
             .then_with(|| a.message.cmp(&b.message))
     });
+}
+
+/// The verbs that make a role cluster-admin when granted on every resource of every group (`*`
+/// or all the standard read/write verbs).
+const ADMIN_VERBS: [&str; 8] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+
+/// `Some("rules[i]")` when a rule grants every standard verb on every resource in every API group
+/// with no resourceNames: whatever the role is called, binding it is binding cluster-admin.
+fn admin_equivalent(rules: &[Sourced<'_>]) -> Option<String> {
+    rules.iter().enumerate().find_map(|(i, s)| {
+        let r = s.rule;
+        let has = |v: &Option<Vec<String>>, x: &str| v.iter().flatten().any(|e| e == x);
+        let all_verbs = r.verbs.iter().any(|v| v == "*")
+            || ADMIN_VERBS.iter().all(|v| r.verbs.iter().any(|e| e == v));
+        let unnarrowed = r.resource_names.as_ref().is_none_or(|n| n.is_empty());
+        (has(&r.api_groups, "*") && has(&r.resources, "*") && all_verbs && unnarrowed).then(|| {
+            match s.from {
+                Some(from) => format!("rules[{i}] from ClusterRole {from}"),
+                None => format!("rules[{i}]"),
+            }
+        })
+    })
 }
 
 fn name(meta: &ObjectMeta) -> &str {

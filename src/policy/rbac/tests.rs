@@ -148,19 +148,32 @@ rules:
 }
 
 #[test]
-fn pure_wildcard_role_yields_one_wildcard_finding() {
+fn pure_wildcard_role_yields_wildcard_and_every_specific_finding() {
     let f = run(r#"kind: ClusterRole
 metadata: {name: god}
 rules:
 - {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
 - {nonResourceURLs: ["*"], verbs: ["*"]}"#);
-    assert_eq!(
-        keys(&f),
-        vec![
-            key(Rule::Wildcard, "ClusterRole/god", "rules[0]"),
-            key(Rule::Wildcard, "ClusterRole/god", "rules[1]"),
-        ]
-    );
+    let k = keys(&f);
+    assert!(k.contains(&key(Rule::Wildcard, "ClusterRole/god", "rules[0]")));
+    assert!(k.contains(&key(Rule::Wildcard, "ClusterRole/god", "rules[1]")));
+    // Accepting or exempting the wildcard leaves the specific risks reported.
+    for rule in [
+        Rule::SecretsAccess,
+        Rule::CreatePods,
+        Rule::EscalateBindImpersonate,
+        Rule::NodesProxy,
+        Rule::CsrApprove,
+        Rule::WebhookConfig,
+        Rule::ServiceAccountToken,
+        Rule::PodExecAttach,
+        Rule::CreatePersistentVolumes,
+    ] {
+        assert!(
+            k.contains(&key(rule, "ClusterRole/god", "rules[0].verbs")),
+            "{rule:?} missing: {k:#?}"
+        );
+    }
 }
 
 #[test]
@@ -238,6 +251,73 @@ subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: mallory}]"#);
         "{f:#?}"
     );
     assert!(message(&f, Rule::Wildcard, "ClusterRole/system:backdoor").contains("User mallory"));
+    // It grants everything: binding it is binding cluster-admin.
+    assert!(
+        keys(&f).contains(&key(
+            Rule::ClusterAdminBinding,
+            "ClusterRoleBinding/system:backdoor",
+            "roleRef"
+        )),
+        "{f:#?}"
+    );
+}
+
+/// cluster-admin is what a role grants, not what it is called.
+#[test]
+fn roles_equivalent_to_cluster_admin_make_cluster_admin_bindings() {
+    let f = run(r#"kind: ClusterRole
+metadata: {name: superuser}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: [get, list, watch, create, update, patch, delete, deletecollection]}]
+---
+kind: ClusterRoleBinding
+metadata: {name: alice-superuser}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: superuser}
+subjects: [{kind: User, name: alice}]
+---
+kind: Role
+metadata: {name: ns-owner, namespace: shop}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+---
+kind: RoleBinding
+metadata: {name: bob-owner, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: ns-owner}
+subjects: [{kind: User, name: bob}]
+---
+kind: ClusterRole
+metadata: {name: core-reader}
+rules:
+- {apiGroups: [""], resources: ["*"], verbs: ["*"]}
+- {apiGroups: ["*"], resources: ["*"], verbs: ["*"], resourceNames: [one]}
+- {apiGroups: ["*"], resources: ["*"], verbs: [get, list, watch]}
+---
+kind: ClusterRoleBinding
+metadata: {name: carol-core}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: core-reader}
+subjects: [{kind: User, name: carol}]"#);
+    let admin: Vec<_> = f
+        .iter()
+        .filter(|f| f.rule == Rule::ClusterAdminBinding)
+        .map(|f| (f.object.to_string(), f.severity, f.message.clone()))
+        .collect();
+    assert_eq!(admin.len(), 2, "{admin:#?}");
+    assert_eq!(admin[0].0, "ClusterRoleBinding/alice-superuser");
+    assert!(admin[0]
+        .2
+        .contains("ClusterRole superuser, equivalent to cluster-admin (rules[0]"));
+    assert!(
+        admin[0].2.contains("in the whole cluster) to User alice"),
+        "{}",
+        admin[0].2
+    );
+    assert_eq!(admin[1].0, "RoleBinding/shop/bob-owner");
+    assert!(
+        admin[1].2.contains("in namespace shop) to User bob"),
+        "{}",
+        admin[1].2
+    );
+    assert!(admin
+        .iter()
+        .all(|a| a.1 == crate::policy::rules::Severity::Critical));
 }
 
 #[test]

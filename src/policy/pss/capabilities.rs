@@ -6,6 +6,8 @@
 //! - capabilities_restricted (v1.22+): `capabilities.drop` must contain `ALL` and `add` may hold only
 //!   `NET_BIND_SERVICE`. At the restricted level it replaces the baseline check. From v1.25 Windows
 //!   pods are exempt (and, since the baseline check is replaced, not checked for capabilities at all).
+//!   An added capability outside the runtime defaults (`SYS_ADMIN`) is still reported once, under
+//!   the baseline rule with its own severity; a default one (`CHOWN`) under the restricted rule.
 
 use super::super::finding::Violation;
 use super::super::rules::Rule;
@@ -43,17 +45,21 @@ pub(super) fn baseline(cx: &Cx<'_>, out: &mut Vec<Violation>) {
                 .unwrap_or_default();
         for (i, cap) in add.iter().enumerate() {
             if !is_default_capability(cap) {
-                out.push(Violation::new(
-                    Rule::CapabilitiesBaseline,
-                    c.field(cx, &format!("securityContext.capabilities.add[{i}]")),
-                    format!(
-                        "{} must not add capability {cap:?}; only the runtime defaults may be added",
-                        c.label()
-                    ),
-                ));
+                out.push(baseline_violation(cx, &c, i, cap));
             }
         }
     }
+}
+
+fn baseline_violation(cx: &Cx<'_>, c: &super::visit::Ctr<'_>, i: usize, cap: &str) -> Violation {
+    Violation::new(
+        Rule::CapabilitiesBaseline,
+        c.field(cx, &format!("securityContext.capabilities.add[{i}]")),
+        format!(
+            "{} must not add capability {cap:?}; only the runtime defaults may be added",
+            c.label()
+        ),
+    )
 }
 
 /// `capabilities.drop` must include `ALL` (one violation per container lacking it) and every
@@ -81,7 +87,9 @@ pub(super) fn restricted(cx: &Cx<'_>, out: &mut Vec<Violation>) {
             .and_then(|caps| caps.add.as_deref())
             .unwrap_or_default();
         for (i, cap) in add.iter().enumerate() {
-            if cap != "NET_BIND_SERVICE" {
+            if !is_default_capability(cap) {
+                out.push(baseline_violation(cx, &c, i, cap));
+            } else if cap != "NET_BIND_SERVICE" {
                 out.push(Violation::new(
                     Rule::CapabilitiesRestricted,
                     c.field(cx, &format!("securityContext.capabilities.add[{i}]")),
@@ -156,6 +164,12 @@ mod tests {
         });
         let v = run_on(&s, Level::Restricted, Version::Minor(24));
         assert_eq!(v.len(), 2, "{v:?}");
+        // drop ALL missing (restricted), SYS_ADMIN added (outside the defaults: the baseline rule)
+        let rules: Vec<Rule> = v.iter().map(|v| v.rule).collect();
+        assert_eq!(
+            rules,
+            [Rule::CapabilitiesRestricted, Rule::CapabilitiesBaseline]
+        );
         assert!(run_on(&s, Level::Restricted, Version::Minor(25)).is_empty());
         // The baseline level still checks them.
         let v = run_on(&s, Level::Baseline, Version::Latest);

@@ -1,7 +1,8 @@
 //! Volumes: hostPath (baseline) and restricted volume types (restricted), both unchanged since v1.0.
 //! At the restricted level the volume-type check replaces the hostPath check (it forbids hostPath
-//! too), so a hostPath volume is reported once, as a restricted volume type. A volume with no
-//! source is the emptyDir the API server defaults it to.
+//! too); a hostPath volume is still reported once, under its own, more severe rule
+//! `pss.host-path-volumes`, so an exemption for other volume types (NFS, say) never exempts it. A
+//! volume with no source is the emptyDir the API server defaults it to.
 
 use super::super::finding::Violation;
 use super::super::rules::Rule;
@@ -20,16 +21,20 @@ pub(super) fn host_path(cx: &Cx<'_>, out: &mut Vec<Violation>) {
         .enumerate()
     {
         if v.host_path.is_some() {
-            out.push(Violation::new(
-                Rule::HostPathVolumes,
-                cx.spec_field(&format!("volumes[{i}].hostPath")),
-                format!(
-                    "volume {:?} must not use hostPath; use a PVC, emptyDir or configMap instead",
-                    v.name
-                ),
-            ));
+            out.push(host_path_violation(cx, i, v));
         }
     }
+}
+
+fn host_path_violation(cx: &Cx<'_>, i: usize, v: &Volume) -> Violation {
+    Violation::new(
+        Rule::HostPathVolumes,
+        cx.spec_field(&format!("volumes[{i}].hostPath")),
+        format!(
+            "volume {:?} must not use hostPath; use a PVC, emptyDir or configMap instead",
+            v.name
+        ),
+    )
 }
 
 pub(super) fn restricted(cx: &Cx<'_>, out: &mut Vec<Violation>) {
@@ -49,6 +54,10 @@ pub(super) fn restricted(cx: &Cx<'_>, out: &mut Vec<Violation>) {
         let Some(kind) = forbidden_source(v) else {
             continue;
         };
+        if kind == "hostPath" {
+            out.push(host_path_violation(cx, i, v));
+            continue;
+        }
         let field = cx.spec_field(&format!("volumes[{i}].{kind}"));
         let message = format!(
             "volume {:?} must not use volume type {kind}; use configMap, csi, downwardAPI, emptyDir, ephemeral, image, persistentVolumeClaim, projected or secret",
@@ -130,13 +139,16 @@ mod tests {
     }
 
     #[test]
-    fn restricted_reports_host_path_once_as_volume_type() {
+    fn restricted_reports_host_path_once_under_its_own_rule() {
         let v = run_on(&pod(), Level::Restricted, Version::Minor(8));
         // "bare" names no source: the API server makes it an emptyDir.
         assert_eq!(
             fields(&v),
             ["spec.volumes[1].hostPath", "spec.volumes[2].nfs"]
         );
-        assert!(v.iter().all(|v| v.rule == Rule::VolumeTypes));
+        // hostPath keeps its High baseline rule (an exemption for NFS must not cover it).
+        let rules: Vec<Rule> = v.iter().map(|v| v.rule).collect();
+        assert_eq!(rules, [Rule::HostPathVolumes, Rule::VolumeTypes]);
+        assert!(Rule::HostPathVolumes.severity() > Rule::VolumeTypes.severity());
     }
 }

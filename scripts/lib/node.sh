@@ -131,6 +131,8 @@ node_claim() {
   if ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && [ ! -f "$NODE_OWNER_DIR/owner" ]; then
     die "bridge $NODE_BRIDGE exists but no node owns it; remove it (ip link del $NODE_BRIDGE) if it is a leftover"
   fi
+  # (the cleanup above removes the directory with the old owner's record)
+  mkdir -p "$NODE_OWNER_DIR"
   printf '%s\n' "$STATE" >"$NODE_OWNER_DIR/owner"
 }
 

@@ -8,10 +8,10 @@
 mod common;
 
 use common::node::{
-    apply, connect, create_pod, exec_probe, kubectl, node_name, pod_ip, probe_bin, probe_pod,
-    server_pod, wait_connect, wait_ready, POD_READY,
+    connect, create_pod, exec_probe, kubectl, node_name, pod_ip, probe_bin, probe_pod, server_pod,
+    wait_connect, wait_ready, POD_READY,
 };
-use common::{client, wait_for, TestNamespace};
+use common::{apply_value, client, wait_for, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -28,21 +28,15 @@ async fn deployment_pods_become_ready_and_a_service_reaches_them_by_ip_and_dns_n
     let n = ns.name.as_str();
     let mut pod = server_pod("x", json!({"app": "web"}), "8080", "");
     let template = json!({"metadata": {"labels": {"app": "web"}}, "spec": pod["spec"].take()});
-    apply(
-        &client,
-        n,
-        "apps/v1/deployments",
-        &json!({
+    apply_value(&client, &json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": n},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template}
         }),
     )
     .await;
-    apply(
+    apply_value(
         &client,
-        n,
-        "v1/services",
         &json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "namespace": n},
@@ -165,10 +159,8 @@ async fn default_deny_blocks_and_an_allow_policy_reopens_exactly_the_declared_pe
     }
 
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), n);
-    apply(
+    apply_value(
         &client,
-        n,
-        "networking.k8s.io/v1/networkpolicies",
         &json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "default-deny", "namespace": n},
@@ -186,10 +178,8 @@ async fn default_deny_blocks_and_an_allow_policy_reopens_exactly_the_declared_pe
         );
     }
 
-    apply(
+    apply_value(
         &client,
-        n,
-        "networking.k8s.io/v1/networkpolicies",
         &json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "api-to-db", "namespace": n},

@@ -309,30 +309,34 @@ const IDENTITY_FILES: &[&str] = &["namespace.yaml", "serviceaccount.yaml", "rbac
 
 /// Applies (server-side) every document of `yaml` with the admin client.
 pub async fn apply_documents(client: &Client, yaml: &str) {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
     use serde::Deserialize;
     for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value = serde_json::Value::deserialize(doc).expect("deploy YAML parses");
-        if value.is_null() {
-            continue;
+        if !value.is_null() {
+            apply_value(client, &value).await;
         }
-        let obj: DynamicObject =
-            serde_json::from_value(value.clone()).expect("a Kubernetes object");
-        let types = obj.types.clone().expect("apiVersion and kind");
-        let gvk = GroupVersionKind::try_from(&types).expect("a valid apiVersion");
-        let ar = ApiResource::from_gvk(&gvk);
-        let api: Api<DynamicObject> = match obj.metadata.namespace.as_deref() {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
-        };
-        api.patch(
-            &obj.name_any(),
-            &PatchParams::apply("palisade-tests").force(),
-            &Patch::Apply(&value),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply {} {}: {e}", types.kind, obj.name_any()));
     }
+}
+
+/// Server-side apply (manager `palisade-tests`, forced) of one object of any kind, given as JSON
+/// with apiVersion, kind and metadata (namespace for namespaced kinds).
+pub async fn apply_value(client: &Client, value: &serde_json::Value) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let obj: DynamicObject = serde_json::from_value(value.clone()).expect("a Kubernetes object");
+    let types = obj.types.clone().expect("apiVersion and kind");
+    let gvk = GroupVersionKind::try_from(&types).expect("a valid apiVersion");
+    let ar = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = match obj.metadata.namespace.as_deref() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply("palisade-tests").force(),
+        &Patch::Apply(value),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {} {}: {e}", types.kind, obj.name_any()));
 }
 
 /// A kubeconfig authenticating as Palisade's ServiceAccount with a TokenRequest token, with the

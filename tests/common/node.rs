@@ -4,7 +4,7 @@
 
 use super::wait_for;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -62,7 +62,7 @@ pub fn probe_container(name: &str, args: &[&str]) -> Value {
     })
 }
 
-/// A pod of one probe container; `tweak` edits the JSON before it is created.
+/// A pod of one hardened probe container running `args`.
 pub fn probe_pod(name: &str, labels: Value, args: &[&str]) -> Value {
     json!({
         "apiVersion": "v1",
@@ -91,24 +91,6 @@ pub async fn create_pod(client: &Client, ns: &str, pod: &Value) -> Pod {
     api.create(&PostParams::default(), &pod)
         .await
         .unwrap_or_else(|e| panic!("create pod {ns}/{:?}: {e}", pod.metadata.name))
-}
-
-pub async fn apply(client: &Client, ns: &str, api_path: &str, obj: &Value) {
-    // A generic server-side apply through the dynamic API, so tests can write any kind as JSON.
-    let (group_version, plural) = api_path.rsplit_once('/').unwrap();
-    let (group, version) = group_version.split_once('/').unwrap_or(("", group_version));
-    let kind = obj["kind"].as_str().unwrap();
-    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
-    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let name = obj["metadata"]["name"].as_str().unwrap();
-    api.patch(
-        name,
-        &PatchParams::apply("palisade-node-test").force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {kind} {ns}/{name}: {e}"));
 }
 
 /// Waits until the pod is Ready; returns it (with its IP). Panics with the pod's status.

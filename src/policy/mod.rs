@@ -6,6 +6,7 @@ pub mod baseline;
 pub mod desired;
 pub mod finding;
 pub mod hardening;
+pub mod netpol;
 pub mod network;
 pub mod object;
 pub mod pss;

@@ -18,12 +18,13 @@ fn directions(np: &NetworkPolicy) -> (bool, bool) {
         return (false, false);
     };
     match &spec.policy_types {
-        Some(types) => (
+        Some(types) if !types.is_empty() => (
             types.iter().any(|t| t == "Ingress"),
             types.iter().any(|t| t == "Egress"),
         ),
-        // The API server defaults policyTypes: Ingress always, Egress when egress rules exist.
-        None => (true, spec.egress.is_some()),
+        // The API server defaults policyTypes: Ingress always, Egress when egress rules exist
+        // (`egress: []` is none).
+        _ => (true, spec.egress.as_ref().is_some_and(|e| !e.is_empty())),
     }
 }
 

@@ -23,6 +23,9 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Print the objects the operator would create for a baseline, as YAML.
     Generate(cli::generate::GenerateArgs),
+    /// What NetworkPolicies allow: `reach FROM TO:PORT[/PROTO]` and `matrix`.
+    #[command(subcommand)]
+    Netpol(cli::netpol::NetpolCommand),
     /// Print the SecurityBaseline CustomResourceDefinition.
     Crd,
     /// Run the operator against the cluster in KUBECONFIG (or in-cluster config).
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => cli::audit::run(a),
         Command::Generate(g) => cli::generate::run(g),
         Command::Run(r) => cli::run::run(r),
+        Command::Netpol(n) => cli::netpol::run(n),
         Command::Crd => {
             print!("{}", palisade::crdgen::crd_yaml());
             ExitCode::SUCCESS

@@ -377,7 +377,8 @@ fn generate_is_deterministic_and_applies_the_selector() {
         [
             "palisade-default-deny",
             "palisade-allow-dns",
-            "palisade-allow-db-from-api"
+            "palisade-allow-db-from-api",
+            "palisade-allow-db-from-api-from-0"
         ]
     );
     assert_eq!(names("Role", "shop-legacy"), ["palisade-api"]);
@@ -411,4 +412,163 @@ fn parallel_parsing_gives_the_same_report_as_one_thread() {
     let report = json(&one);
     assert_eq!(report["diagnostics"].as_array().unwrap().len(), 12);
     assert_eq!(report["summary"]["objects"], 12 * 4);
+}
+
+const SHOP_APP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend, namespace: shop}
+spec:
+  selector: {matchLabels: {app: frontend}}
+  template:
+    metadata: {labels: {app: frontend}}
+    spec: {containers: [{name: web, image: web, ports: [{containerPort: 8080, name: http}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api, db-access: "true"}}
+    spec: {containers: [{name: api, image: api}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: pg, image: pg, ports: [{containerPort: 5432, name: postgres}]}]}
+"#;
+
+fn netpol(args: &[&str]) -> Output {
+    let mut all = vec!["netpol"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--baseline", "config/baseline.yaml", "-"]);
+    palisade(&all, Some(SHOP_APP.as_bytes()))
+}
+
+#[test]
+fn netpol_reach_explains_allowed_and_denied_connections_of_the_generated_policies() {
+    let ok = netpol(&["reach", "shop/api", "shop/db:5432"]);
+    assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
+    let text = stdout(&ok);
+    assert!(
+        text.starts_with("ALLOWED: shop/Deployment/api -> shop/StatefulSet/db 5432/TCP"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ingress: allowed by shop/palisade-allow-db-from-api spec.ingress[0]"),
+        "{text}"
+    );
+    // Egress is default-denied and the baseline declares no egress to the database.
+    assert!(
+        text.contains("egress: DENIED") || text.contains("egress: allowed"),
+        "{text}"
+    );
+
+    let denied = netpol(&["reach", "shop/frontend", "shop/db:postgres", "-o", "json"]);
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    let v = json(&denied);
+    assert_eq!(v["allowed"], false);
+    assert_eq!(
+        v["port"], 5432,
+        "the named port resolves on the destination"
+    );
+    assert_eq!(v["ingress"]["reason"], "denied");
+    assert!(v["ingress"]["isolatedBy"]
+        .as_array()
+        .unwrap()
+        .contains(&"shop/palisade-default-deny".into()));
+
+    // DNS stays allowed under default deny; the API server's address does not.
+    let dns = netpol(&["reach", "shop/frontend", "10.96.0.10:53/udp", "-o", "json"]);
+    assert_eq!(
+        json(&dns)["egress"]["reason"],
+        "denied",
+        "an address is not the DNS pods"
+    );
+}
+
+#[test]
+fn netpol_matrix_lists_every_pod_against_every_declared_port() {
+    let o = netpol(&["matrix", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    let rows: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "shop/Deployment/api",
+            "shop/Deployment/frontend",
+            "shop/StatefulSet/db"
+        ]
+    );
+    let cols: Vec<&str> = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "shop/Deployment/frontend:8080/TCP",
+            "shop/StatefulSet/db:5432/TCP"
+        ]
+    );
+    // Both ends of db-from-api are open (api's egress, db's ingress); nothing else is.
+    let cells = &v["allowed"];
+    assert_eq!(cells[0][1], true, "api -> db");
+    assert_eq!(cells[1][1], false, "frontend -> db");
+    assert_eq!(cells[0][0], false, "api -> frontend");
+    assert_eq!(cells[2][0], false, "db -> frontend");
+}
+
+#[test]
+fn netpol_bad_input_names_the_object_and_field() {
+    let bad_policy = format!(
+        "{SHOP_APP}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: broken, namespace: shop}}\nspec:\n  podSelector: {{}}\n  ingress: [{{from: [{{ipBlock: {{cidr: 10.0.0.0/33}}}}]}}]\n"
+    );
+    let o = palisade(&["netpol", "matrix", "-"], Some(bad_policy.as_bytes()));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "NetworkPolicy shop/broken: spec.ingress[0].from[0].ipBlock.cidr: prefix length"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = netpol(&["reach", "shop/nobody", "shop/db:5432"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("\"shop/nobody\": no such pod or workload"),
+        "{}",
+        stderr(&o)
+    );
+    let o = netpol(&["reach", "shop/api", "shop/db:5432/icmp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("want TCP, UDP or SCTP"),
+        "{}",
+        stderr(&o)
+    );
+    let o = netpol(&["reach", "shop/api", "shop/db:nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("declares no such TCP port"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -271,8 +271,11 @@ network:
 podSecurity: {level: baseline, version: v1.30}
 "#,
     );
-    let a = desired::namespace_objects("shop", &b, None);
-    assert_eq!(a, desired::namespace_objects("shop", &b, None));
+    let a = desired::namespace_objects("shop", &Default::default(), &b, None);
+    assert_eq!(
+        a,
+        desired::namespace_objects("shop", &Default::default(), &b, None)
+    );
     let names: Vec<&str> = a
         .network_policies
         .iter()
@@ -323,7 +326,7 @@ podSecurity: {level: baseline, version: v1.30}
 fn generated_objects_satisfy_the_network_audit() {
     // What Enforce mode generates must itself be compliant: default deny present, nothing re-opened.
     let b = baseline("network: {allowSameNamespace: true}\n");
-    let objs = desired::namespace_objects("app", &b, None);
+    let objs = desired::namespace_objects("app", &Default::default(), &b, None);
     let mut auditor = Auditor::new(&b);
     for np in objs.network_policies {
         auditor.add(palisade::policy::object::Object::NetworkPolicy(np), None);

@@ -162,6 +162,7 @@ async fn committed_baseline_shows_no_diff_after_the_operator_converged() {
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     let wanted = [
         "palisade-allow-db-from-api",
+        "palisade-allow-db-from-api-from-0",
         "palisade-allow-dns",
         "palisade-default-deny",
     ];

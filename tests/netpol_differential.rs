@@ -373,36 +373,115 @@ fn sample_baseline() -> SecurityBaseline {
     .unwrap()
 }
 
-/// The sample baseline and every combination of its network switches, each applied to the
-/// namespaces it covers in the universe (x and y; kube-system is excluded).
-fn generated_cases() -> Vec<Case> {
+/// Cross-namespace allow rules (both directions, a named port) in a baseline that excludes `y`.
+const CROSS_NAMESPACE: &str = r#"
+namespaceSelector: {}
+excludeNamespaces: [y, kube-system]
+network:
+  allow:
+  - name: web-from-shop
+    podSelector: {matchLabels: {app: web}}
+    from: [{namespaceSelector: {matchLabels: {team: shop}}, podSelector: {matchLabels: {pod: c}}}]
+    ports: [{port: 80}]
+  - name: db-to-shop
+    podSelector: {matchLabels: {app: db}}
+    to: [{namespaceSelector: {matchLabels: {team: shop}}, podSelector: {matchLabels: {app: web}}}, {podSelector: {matchLabels: {pod: c}}}]
+    ports: [{port: serve-81-tcp}]
+"#;
+
+fn compiled(spec: &Value) -> CompiledBaseline {
     let now: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
-    let base = sample_baseline();
+    CompiledBaseline::compile("shop", &serde_json::from_value(spec.clone()).unwrap(), now).unwrap()
+}
+
+/// What a baseline generates in the universe's namespaces it covers.
+fn generated_for(b: &CompiledBaseline) -> Vec<NetworkPolicy> {
+    let (namespaces, _) = universe();
+    namespaces
+        .iter()
+        .filter(|(n, l)| b.covers_namespace(n, l))
+        .flat_map(|(n, l)| desired::namespace_objects(n, l, b, None).network_policies)
+        .collect()
+}
+
+/// The sample baseline and a cross-namespace one, with every combination of their network
+/// switches, each applied to the namespaces it covers in the universe.
+fn generated_cases() -> Vec<Case> {
+    let cross: Value =
+        serde_json::to_value(serde_yaml_ng::from_str::<Value>(CROSS_NAMESPACE).unwrap()).unwrap();
     let mut cases = Vec::new();
     let denies: [&[&str]; 4] = [&[], &["Ingress"], &["Egress"], &["Ingress", "Egress"]];
-    for deny in denies {
-        for dns in [true, false] {
-            for same in [true, false] {
-                let mut spec = serde_json::to_value(&base.spec).unwrap();
-                spec["network"]["defaultDeny"] = json!(deny);
-                spec["network"]["allowDNS"] = json!(dns);
-                spec["network"]["allowSameNamespace"] = json!(same);
-                let spec = serde_json::from_value(spec).unwrap();
-                let b = CompiledBaseline::compile("shop", &spec, now).unwrap();
-                let (namespaces, _) = universe();
-                let policies = namespaces
-                    .iter()
-                    .filter(|(n, l)| b.covers_namespace(n, l))
-                    .flat_map(|(n, _)| desired::namespace_objects(n, &b, None).network_policies)
-                    .collect();
-                cases.push(Case {
-                    label: format!("generated deny={deny:?} dns={dns} same={same}"),
-                    policies,
-                });
+    for (label, base) in [
+        (
+            "sample",
+            serde_json::to_value(sample_baseline().spec).unwrap(),
+        ),
+        ("cross", cross),
+    ] {
+        for deny in denies {
+            for dns in [true, false] {
+                for same in [true, false] {
+                    let mut spec = base.clone();
+                    spec["network"]["defaultDeny"] = json!(deny);
+                    spec["network"]["allowDNS"] = json!(dns);
+                    spec["network"]["allowSameNamespace"] = json!(same);
+                    cases.push(Case {
+                        label: format!("generated {label} deny={deny:?} dns={dns} same={same}"),
+                        policies: generated_for(&compiled(&spec)),
+                    });
+                }
             }
         }
     }
     cases
+}
+
+/// A declared allow rule opens both ends of its connections under default deny, exactly for
+/// the declared peers and ports, and nothing else.
+#[test]
+fn generated_allow_rules_open_both_ends_and_only_what_they_declare() {
+    let (namespaces, pods) = universe();
+    let verdicts = |spec: &Value| {
+        let (c, errors) = Cluster::new(
+            namespaces.clone(),
+            pods.clone(),
+            &generated_for(&compiled(spec)),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        move |from: &str, to: &str, port: u16| {
+            let (fns, fname) = from.split_once('/').unwrap();
+            let (tns, tname) = to.split_once('/').unwrap();
+            let f = Endpoint::Pod(c.pod_index(fns, fname).unwrap());
+            let t = Endpoint::Pod(c.pod_index(tns, tname).unwrap());
+            c.verdict(f, t, port, Protocol::Tcp).allowed()
+        }
+    };
+    let sample = verdicts(&serde_json::to_value(sample_baseline().spec).unwrap());
+    // db-from-api: db-access pods reach the db on 5432 in their own namespace ...
+    assert!(sample("x/c", "x/b", 5432));
+    assert!(sample("y/c", "y/b", 5432));
+    // ... and nothing else: another pod, another port, another namespace.
+    assert!(!sample("x/a", "x/b", 5432));
+    assert!(!sample("x/c", "x/b", 80));
+    assert!(!sample("x/c", "y/b", 5432));
+    assert!(
+        sample("z/a", "z/b", 5432),
+        "z is not covered: no policy applies there"
+    );
+    let mut cross = serde_yaml_ng::from_str::<Value>(CROSS_NAMESPACE).unwrap();
+    cross["network"]["defaultDeny"] = json!(["Ingress", "Egress"]);
+    let cross = verdicts(&cross);
+    // web-from-shop: c pods of team=shop namespaces reach web pods of covered namespaces.
+    assert!(cross("x/c", "x/a", 80));
+    assert!(cross("x/c", "z/a", 80));
+    // y is excluded: its pods get no egress opened by Palisade (and none is needed: no policy).
+    assert!(cross("y/c", "x/a", 80));
+    assert!(!cross("z/c", "x/a", 80), "z is team=other");
+    // db-to-shop: db pods reach web pods of team=shop namespaces and c pods of their own.
+    assert!(cross("x/b", "x/a", 81));
+    assert!(cross("z/b", "z/c", 81));
+    assert!(!cross("z/b", "x/c", 81));
+    assert!(!cross("x/b", "x/a", 80), "ports are the declared ones");
 }
 
 #[test]

@@ -84,7 +84,8 @@ pub fn run(args: GenerateArgs) -> ExitCode {
     }
     let mut out = String::new();
     for ns in &selected {
-        let objs = desired::namespace_objects(ns, &baseline, None);
+        let labels = namespaces.get(ns).cloned().unwrap_or_default();
+        let objs = desired::namespace_objects(ns, &labels, &baseline, None);
         if !objs.namespace_labels.is_empty() {
             let patch =
                 serde_json::json!({"metadata": {"name": ns, "labels": objs.namespace_labels}});

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod baseline_file;
 pub mod generate;
+pub mod netpol;
 pub mod run;
 
 use std::process::ExitCode;

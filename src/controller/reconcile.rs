@@ -246,7 +246,16 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         .map(|ns| {
             (
                 ns.clone(),
-                desired::namespace_objects(ns, &compiled, owner.as_ref()),
+                desired::namespace_objects(
+                    ns,
+                    namespaces
+                        .iter()
+                        .find(|n| n.metadata.name.as_deref() == Some(ns.as_str()))
+                        .and_then(|n| n.metadata.labels.as_ref())
+                        .unwrap_or(&BTreeMap::new()),
+                    &compiled,
+                    owner.as_ref(),
+                ),
             )
         })
         .collect();

@@ -4,7 +4,7 @@
 
 use super::baseline::CompiledBaseline;
 use super::pss::Level;
-use crate::crd::Direction;
+use crate::crd::{AllowRule, Direction};
 use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
@@ -113,9 +113,11 @@ fn policy(meta: ObjectMeta, spec: NetworkPolicySpec) -> NetworkPolicy {
     }
 }
 
-/// The objects `baseline` wants in namespace `ns`.
+/// The objects `baseline` wants in namespace `ns` (whose labels decide which cross-namespace
+/// allow rules have an end in it).
 pub fn namespace_objects(
     ns: &str,
+    ns_labels: &BTreeMap<String, String>,
     b: &CompiledBaseline,
     owner: Option<&OwnerReference>,
 ) -> NamespaceObjects {
@@ -198,6 +200,29 @@ pub fn namespace_objects(
             },
         ));
     }
+    for rule in b.spec.network.iter().flat_map(|n| n.allow.iter()) {
+        let ends = PeerEnds {
+            ns,
+            ns_labels,
+            covered: covered_namespaces(b),
+        };
+        if deny_egress {
+            for (i, spec) in ends.sources(rule) {
+                out.network_policies.push(policy(
+                    m(&format!("palisade-allow-{}-from-{i}", rule.name)),
+                    spec,
+                ));
+            }
+        }
+        if s.default_deny.contains(&Direction::Ingress) {
+            for (i, spec) in ends.destinations(rule) {
+                out.network_policies.push(policy(
+                    m(&format!("palisade-allow-{}-to-{i}", rule.name)),
+                    spec,
+                ));
+            }
+        }
+    }
     for sa in b.spec.rbac.iter().flat_map(|r| r.service_accounts.iter()) {
         let name = format!("palisade-{}", sa.name);
         out.roles.push(Role {
@@ -232,6 +257,115 @@ pub fn namespace_objects(
         }
     }
     out
+}
+
+/// The namespaces a baseline covers, as a namespaceSelector: its selector minus the excluded names.
+fn covered_namespaces(b: &CompiledBaseline) -> LabelSelector {
+    let mut sel = b.spec.namespace_selector.clone().unwrap_or_default();
+    if !b.excluded_namespaces.is_empty() {
+        sel.match_expressions
+            .get_or_insert_with(Vec::new)
+            .push(LabelSelectorRequirement {
+                key: NAMESPACE_NAME_LABEL.into(),
+                operator: "NotIn".into(),
+                values: Some(b.excluded_namespaces.iter().cloned().collect()),
+            });
+    }
+    sel
+}
+
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The other end of a declared allow rule. Default deny closes both ends of a connection: a rule
+/// that lets peers in (`from`) must also let those peers out where they live in a covered
+/// namespace, and a rule that lets pods out (`to`) must let them in at covered peers. Each end
+/// is opened exactly for the declared peers, pods and ports.
+struct PeerEnds<'a> {
+    ns: &'a str,
+    ns_labels: &'a BTreeMap<String, String>,
+    covered: LabelSelector,
+}
+
+impl PeerEnds<'_> {
+    /// Does `peer` select pods of this namespace (for a rule that also applies here)?
+    fn lives_here(&self, peer: &NetworkPolicyPeer) -> bool {
+        if peer.ip_block.is_some() {
+            return false;
+        }
+        match &peer.namespace_selector {
+            None => true,
+            Some(sel) => {
+                let mut labels = self.ns_labels.clone();
+                labels
+                    .entry(NAMESPACE_NAME_LABEL.into())
+                    .or_insert_with(|| self.ns.to_string());
+                super::selector::Selector::compile(sel).is_ok_and(|s| s.matches(&labels))
+            }
+        }
+    }
+
+    /// The rule's own pods as seen from a peer: in this namespace for a same-namespace peer,
+    /// in every covered namespace (where the rule applies too) for a namespaceSelector peer.
+    fn rule_pods(&self, rule: &AllowRule, peer: &NetworkPolicyPeer) -> NetworkPolicyPeer {
+        NetworkPolicyPeer {
+            pod_selector: Some(rule.pod_selector.clone()),
+            namespace_selector: peer
+                .namespace_selector
+                .is_some()
+                .then(|| self.covered.clone()),
+            ip_block: None,
+        }
+    }
+
+    fn ports(rule: &AllowRule) -> Option<Vec<NetworkPolicyPort>> {
+        (!rule.ports.is_empty()).then(|| rule.ports.clone())
+    }
+
+    /// Egress for `from` peers living here, to the rule's pods.
+    fn sources(&self, rule: &AllowRule) -> Vec<(usize, NetworkPolicySpec)> {
+        rule.from
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| self.lives_here(p))
+            .map(|(i, p)| {
+                (
+                    i,
+                    NetworkPolicySpec {
+                        pod_selector: Some(p.pod_selector.clone().unwrap_or_default()),
+                        policy_types: Some(vec!["Egress".into()]),
+                        egress: Some(vec![NetworkPolicyEgressRule {
+                            to: Some(vec![self.rule_pods(rule, p)]),
+                            ports: Self::ports(rule),
+                        }]),
+                        ingress: None,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Ingress for `to` peers living here, from the rule's pods.
+    fn destinations(&self, rule: &AllowRule) -> Vec<(usize, NetworkPolicySpec)> {
+        rule.to
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| self.lives_here(p))
+            .map(|(i, p)| {
+                (
+                    i,
+                    NetworkPolicySpec {
+                        pod_selector: Some(p.pod_selector.clone().unwrap_or_default()),
+                        policy_types: Some(vec!["Ingress".into()]),
+                        ingress: Some(vec![NetworkPolicyIngressRule {
+                            from: Some(vec![self.rule_pods(rule, p)]),
+                            ports: Self::ports(rule),
+                        }]),
+                        egress: None,
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 fn dns_spec() -> NetworkPolicySpec {
@@ -431,7 +565,7 @@ mod tests {
     }
 
     fn all_meta(b: &CompiledBaseline) -> Vec<ObjectMeta> {
-        let ns = namespace_objects("shop", b, None);
+        let ns = namespace_objects("shop", &Default::default(), b, None);
         let cl = cluster_objects(b, None);
         let mut v: Vec<ObjectMeta> = Vec::new();
         v.extend(ns.network_policies.into_iter().map(|o| o.metadata));
@@ -445,8 +579,9 @@ mod tests {
     #[test]
     fn every_generated_object_asks_gitops_tools_not_to_prune_or_flag_it() {
         let metas = all_meta(&sample());
-        // default deny, DNS, one allow rule, Role, RoleBinding, 2 policies + 2 bindings
-        assert_eq!(metas.len(), 9);
+        // default deny, DNS, one allow rule and its other end, Role, RoleBinding,
+        // 2 policies + 2 bindings
+        assert_eq!(metas.len(), 10);
         for m in &metas {
             let a = m.annotations.as_ref().unwrap();
             assert_eq!(a["argocd.argoproj.io/compare-options"], "IgnoreExtraneous");

@@ -15,6 +15,7 @@ pub mod compile;
 pub mod matrix;
 #[cfg(test)]
 mod tests;
+pub mod universe;
 
 pub use cluster::{Cluster, ContainerPort, Endpoint, Labels, Pod, RuleRef, Side, Verdict};
 pub use compile::{compile, CompiledPolicy, InvalidPolicy, Protocol, Way};

@@ -1,0 +1,126 @@
+//! Builds the cluster model from Kubernetes objects: live Pods (with addresses) or, offline,
+//! one stand-in pod per workload template (`Deployment/web`, no address).
+
+use super::cluster::{Cluster, ContainerPort, Labels, Pod};
+use super::compile::{InvalidPolicy, Protocol};
+use crate::policy::object::Object;
+use crate::policy::workload::{PodTarget, Workload};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use std::collections::BTreeMap;
+
+/// Collects what reachability needs from a stream of objects.
+#[derive(Default)]
+pub struct UniverseBuilder {
+    namespaces: BTreeMap<String, Labels>,
+    pods: Vec<Pod>,
+    policies: Vec<NetworkPolicy>,
+    /// Problems that leave a pod out (e.g. an unknown port protocol), by object.
+    pub problems: Vec<String>,
+}
+
+fn ports(target: &PodTarget<'_>, id: &str, problems: &mut Vec<String>) -> Vec<ContainerPort> {
+    let mut out = Vec::new();
+    let containers = target
+        .spec
+        .init_containers
+        .iter()
+        .flatten()
+        // Sidecars (restartPolicy Always) serve traffic like containers do.
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .chain(target.spec.containers.iter());
+    for c in containers {
+        for (i, p) in c.ports.iter().flatten().enumerate() {
+            let protocol = match p.protocol.as_deref() {
+                None => Protocol::Tcp,
+                Some(s) => match Protocol::parse(s) {
+                    Some(p) => p,
+                    None => {
+                        problems.push(format!(
+                            "{id}: container {:?} ports[{i}].protocol: unknown protocol {s:?}",
+                            c.name
+                        ));
+                        continue;
+                    }
+                },
+            };
+            match u16::try_from(p.container_port) {
+                Ok(port) if port > 0 => out.push(ContainerPort {
+                    name: p.name.clone(),
+                    port,
+                    protocol,
+                }),
+                _ => problems.push(format!(
+                    "{id}: container {:?} ports[{i}].containerPort: {} is not in 1..=65535",
+                    c.name, p.container_port
+                )),
+            }
+        }
+    }
+    out
+}
+
+impl UniverseBuilder {
+    /// Adds one object. `live`: real Pods are the endpoints and templates are skipped; offline,
+    /// each top-level workload stands for its pods.
+    pub fn add(&mut self, object: &Object, live: bool) {
+        match object {
+            Object::Namespace(ns) => {
+                self.namespaces.insert(
+                    ns.metadata.name.clone().unwrap_or_default(),
+                    ns.metadata.labels.clone().unwrap_or_default(),
+                );
+            }
+            Object::NetworkPolicy(np) => self.policies.push(np.clone()),
+            Object::Workload(w) => self.add_workload(w, live),
+            _ => {}
+        }
+    }
+
+    fn add_workload(&mut self, w: &Workload, live: bool) {
+        let is_pod = matches!(w, Workload::Pod(_));
+        if live != is_pod || (!live && w.is_owned_by_workload()) {
+            return;
+        }
+        let Some(target) = w.pod_target() else { return };
+        let namespace = w.namespace().unwrap_or("default").to_string();
+        let name = if is_pod {
+            w.name().to_string()
+        } else {
+            format!("{}/{}", w.kind(), w.name())
+        };
+        let id = format!("{namespace}/{name}");
+        let ips = match w {
+            Workload::Pod(p) => p
+                .status
+                .iter()
+                .flat_map(|s| s.pod_ips.iter().flatten())
+                .filter_map(|ip| ip.ip.parse().ok())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let ports = ports(&target, &id, &mut self.problems);
+        self.pods.push(Pod {
+            namespace,
+            name,
+            labels: target.labels.clone(),
+            ips,
+            ports,
+            host_network: target.spec.host_network == Some(true),
+        });
+    }
+
+    /// Adds NetworkPolicies that are not (yet) in the cluster, e.g. a baseline's generated set.
+    pub fn add_policies(&mut self, policies: impl IntoIterator<Item = NetworkPolicy>) {
+        self.policies.extend(policies);
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = (&String, &Labels)> {
+        self.namespaces.iter()
+    }
+
+    pub fn build(mut self) -> (Cluster, Vec<InvalidPolicy>) {
+        self.pods
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Cluster::new(self.namespaces, self.pods, &self.policies)
+    }
+}

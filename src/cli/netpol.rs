@@ -231,6 +231,7 @@ fn side_json(side: &Side) -> Value {
     match side {
         Side::NotIsolated => json!({"allowed": true, "reason": "not-isolated"}),
         Side::NotAPod => json!({"allowed": true, "reason": "not-a-pod"}),
+        Side::Loopback => json!({"allowed": true, "reason": "loopback"}),
         Side::Allowed(rules) => json!({"allowed": true, "reason": "allowed",
             "rules": rules.iter().map(ToString::to_string).collect::<Vec<_>>()}),
         Side::Denied(policies) => {
@@ -242,7 +243,10 @@ fn side_json(side: &Side) -> Value {
 fn side_text(side: &Side, way: &str, who: &str) -> String {
     match side {
         Side::NotIsolated => format!("{way}: allowed: no NetworkPolicy selects {who} for {way}"),
-        Side::NotAPod => format!("{way}: allowed: {who} is not a pod NetworkPolicies apply to"),
+        Side::NotAPod => format!(
+            "{way}: allowed: {who} is an address or a host-network pod; NetworkPolicies do not apply"
+        ),
+        Side::Loopback => format!("{way}: allowed: a pod's traffic to itself never leaves it"),
         Side::Allowed(rules) => {
             let list: Vec<String> = rules.iter().map(ToString::to_string).collect();
             format!("{way}: allowed by {}", list.join(", "))

@@ -81,6 +81,9 @@ pub enum Side {
     NotIsolated,
     /// This end is not a pod policies apply to (an address, or a host-network pod).
     NotAPod,
+    /// A pod connecting to itself: the traffic never leaves its network namespace, so no policy
+    /// can see it (Kubernetes' own NetworkPolicy e2e tests expect it allowed: AllowLoopback).
+    Loopback,
     /// Allowed by these rules.
     Allowed(Vec<RuleRef>),
     /// Isolated by these policies and none of their rules allows the connection.
@@ -272,6 +275,12 @@ impl Cluster {
 
     /// Is a connection from `from` to `to` on `port`/`protocol` allowed, and by what?
     pub fn verdict(&self, from: Endpoint, to: Endpoint, port: u16, protocol: Protocol) -> Verdict {
+        if Self::loopback(from, to) {
+            return Verdict {
+                egress: Side::Loopback,
+                ingress: Side::Loopback,
+            };
+        }
         let port_name = match to {
             Endpoint::Pod(i) => self.pods[i].port_name(port, protocol),
             Endpoint::Ip(_) => None,
@@ -290,6 +299,9 @@ impl Cluster {
         port: u16,
         protocol: Protocol,
     ) -> (bool, bool) {
+        if Self::loopback(from, to) {
+            return (true, true);
+        }
         let port_name = match to {
             Endpoint::Pod(i) => self.pods[i].port_name(port, protocol),
             Endpoint::Ip(_) => None,
@@ -302,6 +314,10 @@ impl Cluster {
                 .is_some(),
         };
         (one(Way::Egress, from, to), one(Way::Ingress, to, from))
+    }
+
+    fn loopback(from: Endpoint, to: Endpoint) -> bool {
+        matches!((from, to), (Endpoint::Pod(a), Endpoint::Pod(b)) if a == b)
     }
 
     /// The pod's isolating policies in this direction, or why there are none.

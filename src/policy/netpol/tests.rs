@@ -350,3 +350,12 @@ fn invalid_policies_are_reported_with_object_and_field() {
         assert!(c.policies.is_empty(), "an invalid policy is not evaluated");
     }
 }
+
+#[test]
+fn a_pod_always_reaches_itself() {
+    let c = cluster("metadata: {name: deny, namespace: a}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}");
+    let v = c.verdict(WEB, WEB, 80, TCP);
+    assert_eq!((v.egress, v.ingress), (Side::Loopback, Side::Loopback));
+    assert!(ok(&c, WEB, WEB, 80, TCP));
+    assert!(!ok(&c, WEB, DB, 80, TCP));
+}

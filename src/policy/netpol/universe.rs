@@ -61,7 +61,7 @@ fn ports(target: &PodTarget<'_>, id: &str, problems: &mut Vec<String>) -> Vec<Co
 
 impl UniverseBuilder {
     /// Adds one object. `live`: real Pods are the endpoints and templates are skipped; offline,
-    /// each top-level workload stands for its pods.
+    /// each top-level workload (a bare Pod included) stands for its pods.
     pub fn add(&mut self, object: &Object, live: bool) {
         match object {
             Object::Namespace(ns) => {
@@ -78,7 +78,8 @@ impl UniverseBuilder {
 
     fn add_workload(&mut self, w: &Workload, live: bool) {
         let is_pod = matches!(w, Workload::Pod(_));
-        if live != is_pod || (!live && w.is_owned_by_workload()) {
+        // Live, the Pods are the endpoints; offline, top-level objects stand for their pods.
+        if (live && !is_pod) || (!live && w.is_owned_by_workload()) {
             return;
         }
         let Some(target) = w.pod_target() else { return };

@@ -44,6 +44,7 @@ func usage(msg string) {
 	fmt.Fprintln(os.Stderr, "probe:", msg)
 	fmt.Fprintln(os.Stderr, `usage: probe serve [--tcp PORTS] [--udp PORTS]
        probe connect [--udp] [--timeout DURATION] HOST:PORT
+       probe matrix [--timeout DURATION] HOST:PORT|udp:HOST:PORT...
        probe resolve [--timeout DURATION] NAME
        probe write PATH
        probe status
@@ -62,6 +63,8 @@ func main() {
 		serve(args)
 	case "connect":
 		connect(args)
+	case "matrix":
+		matrix(args)
 	case "resolve":
 		resolve(args)
 	case "write":
@@ -148,6 +151,37 @@ func serve(args []string) {
 
 // connect succeeds when the TCP handshake completes (and reports the banner if the peer is a
 // probe), or, with --udp, when a probe answers the datagram.
+// attempt connects to target once: for TCP a completed handshake, for UDP an answer from
+// `probe serve` (a datagram alone proves nothing). The banner is what the server sent, if any.
+func attempt(target string, udp bool, timeout time.Duration) (string, error) {
+	network := "tcp"
+	if udp {
+		network = "udp"
+	}
+	c, err := net.DialTimeout(network, target, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if !udp {
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		if strings.HasPrefix(line, banner) {
+			return strings.TrimSpace(line), nil
+		}
+		return "", nil
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(line), nil
+}
+
 func connect(args []string) {
 	fs := flag.NewFlagSet("connect", flag.ExitOnError)
 	udp := fs.Bool("udp", false, "UDP instead of TCP")
@@ -157,44 +191,50 @@ func connect(args []string) {
 		usage("connect needs HOST:PORT")
 	}
 	target := fs.Arg(0)
-	r := result{"target": target}
-	start := time.Now()
+	r := result{"target": target, "protocol": "tcp"}
 	if *udp {
 		r["protocol"] = "udp"
-		c, err := net.DialTimeout("udp", target, *timeout)
-		if err != nil {
-			r["error"] = err.Error()
-			emit(false, r)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(*timeout))
-		if _, err := c.Write([]byte("ping\n")); err != nil {
-			r["error"] = err.Error()
-			emit(false, r)
-		}
-		line, err := bufio.NewReader(c).ReadString('\n')
-		r["millis"] = time.Since(start).Milliseconds()
-		if err != nil {
-			r["error"] = err.Error()
-			emit(false, r)
-		}
-		r["banner"] = strings.TrimSpace(line)
-		emit(true, r)
 	}
-	r["protocol"] = "tcp"
-	c, err := net.DialTimeout("tcp", target, *timeout)
+	start := time.Now()
+	got, err := attempt(target, *udp, *timeout)
 	r["millis"] = time.Since(start).Milliseconds()
 	if err != nil {
 		r["error"] = err.Error()
 		emit(false, r)
 	}
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	if strings.HasPrefix(line, banner) {
-		r["banner"] = strings.TrimSpace(line)
+	if got != "" {
+		r["banner"] = got
 	}
 	emit(true, r)
+}
+
+// matrix tries every target at once (HOST:PORT for TCP, udp:HOST:PORT) and reports each;
+// it succeeds when every attempt was made, whatever the outcomes.
+func matrix(args []string) {
+	fs := flag.NewFlagSet("matrix", flag.ExitOnError)
+	timeout := fs.Duration("timeout", time.Second, "give up on one target after")
+	_ = fs.Parse(args)
+	if fs.NArg() == 0 {
+		usage("matrix needs targets")
+	}
+	type outcome struct {
+		target string
+		ok     bool
+	}
+	results := make(chan outcome)
+	for _, t := range fs.Args() {
+		go func(t string) {
+			addr, udp := strings.CutPrefix(t, "udp:")
+			_, err := attempt(addr, udp, *timeout)
+			results <- outcome{t, err == nil}
+		}(t)
+	}
+	reached := map[string]bool{}
+	for range fs.Args() {
+		o := <-results
+		reached[o.target] = o.ok
+	}
+	emit(true, result{"reached": reached})
 }
 
 func resolve(args []string) {

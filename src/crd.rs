@@ -165,10 +165,31 @@ pub struct NetworkSpec {
     /// Allow all traffic between pods of the same namespace (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_same_namespace: Option<bool>,
+    /// Which pods keep egress to the API server under default deny (to the addresses of the
+    /// `default/kubernetes` EndpointSlice, kept in sync). Default: pods of the ServiceAccounts
+    /// declared in `spec.rbac.serviceAccounts`, nobody else.
+    #[serde(
+        default,
+        rename = "allowAPIServer",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_api_server: Option<ApiServerAccess>,
     /// Named exceptions to default deny, each generating one NetworkPolicy `palisade-allow-<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub allow: Vec<AllowRule>,
+}
+
+/// Egress to the API server for the workloads that need it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerAccess {
+    /// Pods running as a ServiceAccount declared in `spec.rbac.serviceAccounts` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_service_accounts: Option<bool>,
+    /// Further pods, by label (e.g. a controller whose account is managed elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
 }
 
 /// One declared exception to default deny.

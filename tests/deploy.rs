@@ -138,6 +138,7 @@ fn kustomize_and_helm_render_the_same_objects() {
     for (kind, name) in [
         ("ClusterRole", "palisade"),
         ("Role", "palisade-leader-election"),
+        ("Role", "palisade-api-server-endpoints"),
     ] {
         assert_eq!(
             find(&kust, kind, name)["rules"],
@@ -285,6 +286,16 @@ fn rbac_has_no_wildcards_and_leases_only_in_its_namespace() {
     assert!(
         !cluster.contains("leases"),
         "leases must not be cluster-wide"
+    );
+    assert!(
+        !cluster.contains("endpointslices"),
+        "the API server's EndpointSlice is read in `default` only"
+    );
+    let slices = find(&docs, "Role", "palisade-api-server-endpoints");
+    assert_eq!(slices["metadata"]["namespace"], "default");
+    assert_eq!(
+        slices["rules"][0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
     );
     let role = find(&docs, "Role", "palisade-leader-election");
     assert_eq!(role["metadata"]["namespace"], "palisade-system");

@@ -116,6 +116,7 @@ fn rows_and_columns(cluster: &Cluster) -> (Vec<Endpoint>, Vec<Column>) {
             (80, Protocol::Tcp),
             (53, Protocol::Udp),
             (443, Protocol::Tcp),
+            (6443, Protocol::Tcp),
         ] {
             columns.push(Column {
                 to: Endpoint::Ip(ip.parse().unwrap()),
@@ -419,11 +420,29 @@ fn compiled(spec: &Value) -> CompiledBaseline {
 
 /// What a baseline generates in the universe's namespaces it covers.
 fn generated_for(b: &CompiledBaseline) -> Vec<NetworkPolicy> {
-    let (namespaces, _) = universe();
+    let (namespaces, pods) = universe();
+    // The API server sits on the node address; the universe's `c` pods run as the sample's
+    // declared account `api`, so they get the API egress allow.
+    let api_server = [("10.0.0.1".parse().unwrap(), 6443)];
     namespaces
         .iter()
         .filter(|(n, l)| b.covers_namespace(n, l))
-        .flat_map(|(n, l)| desired::namespace_objects(n, l, b, None).network_policies)
+        .flat_map(|(n, l)| {
+            let workloads: Vec<desired::WorkloadPods> = pods
+                .iter()
+                .filter(|p| &p.namespace == n && !p.host_network)
+                .map(|p| desired::WorkloadPods {
+                    labels: p.labels.clone(),
+                    service_account: if p.name == "c" { "api" } else { "default" }.into(),
+                })
+                .collect();
+            let inputs = desired::NamespaceContext {
+                labels: Some(l),
+                api_server: &api_server,
+                workloads: &workloads,
+            };
+            desired::namespace_objects(n, &inputs, b, None).network_policies
+        })
         .collect()
 }
 

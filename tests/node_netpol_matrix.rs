@@ -216,7 +216,17 @@ async fn the_real_data_plane_enforces_exactly_the_engines_truth_table_for_the_ge
         if !baseline.covers_namespace(ns, &labels) {
             continue;
         }
-        for np in desired::namespace_objects(ns, &labels, &baseline, None).network_policies {
+        for np in desired::namespace_objects(
+            ns,
+            &desired::NamespaceContext {
+                labels: Some(&labels),
+                ..Default::default()
+            },
+            &baseline,
+            None,
+        )
+        .network_policies
+        {
             let mut v = serde_json::to_value(&np).unwrap();
             v["apiVersion"] = json!("networking.k8s.io/v1");
             v["kind"] = json!("NetworkPolicy");

@@ -16,7 +16,13 @@ pub struct GenerateArgs {
     /// Namespace to generate for (repeatable).
     #[arg(long = "namespace", short = 'n')]
     namespaces: Vec<String>,
-    /// Manifests whose Namespace objects the baseline's selector picks from.
+    /// The API server's endpoint address (IP:PORT, repeatable; in a cluster, the addresses of
+    /// the `default/kubernetes` EndpointSlice): generates the API egress allows of workloads
+    /// that need it (none without it).
+    #[arg(long = "api-server")]
+    api_server: Vec<std::net::SocketAddr>,
+    /// Manifests whose Namespace objects the baseline's selector picks from (and whose workloads
+    /// decide the API egress allows).
     paths: Vec<String>,
 }
 
@@ -45,21 +51,32 @@ pub fn run(args: GenerateArgs) -> ExitCode {
         }
     };
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut workloads: BTreeMap<String, Vec<desired::WorkloadPods>> = BTreeMap::new();
     let mut diags = Vec::new();
     for path in &args.paths {
         manifest::load_path(
             path,
-            &mut |obj, _| {
-                if let Object::Namespace(ns) = obj {
+            &mut |obj, _| match obj {
+                Object::Namespace(ns) => {
                     namespaces.insert(
                         ns.metadata.name.unwrap_or_default(),
                         ns.metadata.labels.unwrap_or_default(),
                     );
                 }
+                Object::Workload(w) => {
+                    let ns = w.namespace().unwrap_or("default").to_string();
+                    workloads
+                        .entry(ns)
+                        .or_default()
+                        .extend(desired::WorkloadPods::of(&w));
+                }
+                _ => {}
             },
             &mut diags,
         );
     }
+    let api_server: Vec<(std::net::IpAddr, u16)> =
+        args.api_server.iter().map(|a| (a.ip(), a.port())).collect();
     let errors: Vec<_> = diags
         .iter()
         .filter(|d| d.severity == InputSeverity::Error)
@@ -84,8 +101,12 @@ pub fn run(args: GenerateArgs) -> ExitCode {
     }
     let mut out = String::new();
     for ns in &selected {
-        let labels = namespaces.get(ns).cloned().unwrap_or_default();
-        let objs = desired::namespace_objects(ns, &labels, &baseline, None);
+        let inputs = desired::NamespaceContext {
+            labels: namespaces.get(ns),
+            api_server: &api_server,
+            workloads: workloads.get(ns).map_or(&[], Vec::as_slice),
+        };
+        let objs = desired::namespace_objects(ns, &inputs, &baseline, None);
         if !objs.namespace_labels.is_empty() {
             let patch =
                 serde_json::json!({"metadata": {"name": ns, "labels": objs.namespace_labels}});

@@ -35,6 +35,10 @@ pub struct Source {
     /// Also apply the NetworkPolicies this SecurityBaseline generates for the namespaces it covers.
     #[arg(long)]
     baseline: Option<String>,
+    /// With --baseline: the API server's endpoint (IP:PORT, repeatable), for the API egress
+    /// allows of workloads that need it.
+    #[arg(long = "api-server")]
+    api_server: Vec<std::net::SocketAddr>,
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     output: Output,
     /// Manifests (files, directories, `-`) with Namespaces, workloads and NetworkPolicies.
@@ -78,9 +82,24 @@ fn load(source: &Source) -> Result<Cluster, String> {
             builder.add(&obj, true);
         }
     }
+    let mut workloads: std::collections::BTreeMap<String, Vec<desired::WorkloadPods>> =
+        Default::default();
     let mut diags = Vec::new();
     for path in &source.paths {
-        manifest::load_path(path, &mut |obj, _| builder.add(&obj, false), &mut diags);
+        manifest::load_path(
+            path,
+            &mut |obj, _| {
+                if let Object::Workload(w) = &obj {
+                    let ns = w.namespace().unwrap_or("default").to_string();
+                    workloads
+                        .entry(ns)
+                        .or_default()
+                        .extend(desired::WorkloadPods::of(w));
+                }
+                builder.add(&obj, false)
+            },
+            &mut diags,
+        );
     }
     let errors: Vec<String> = diags
         .iter()
@@ -95,10 +114,22 @@ fn load(source: &Source) -> Result<Cluster, String> {
     }
     if let Some(path) = &source.baseline {
         let b = baseline_file::load(Some(path), Timestamp::now())?;
+        let api_server: Vec<_> = source
+            .api_server
+            .iter()
+            .map(|a| (a.ip(), a.port()))
+            .collect();
         let generated: Vec<_> = builder
             .namespaces()
             .filter(|(n, l)| b.covers_namespace(n, l))
-            .flat_map(|(n, l)| desired::namespace_objects(n, l, &b, None).network_policies)
+            .flat_map(|(n, l)| {
+                let inputs = desired::NamespaceContext {
+                    labels: Some(l),
+                    api_server: &api_server,
+                    workloads: workloads.get(n.as_str()).map_or(&[], Vec::as_slice),
+                };
+                desired::namespace_objects(n, &inputs, &b, None).network_policies
+            })
             .collect();
         builder.add_policies(generated);
     }

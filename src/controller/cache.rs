@@ -14,6 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::runtime::reflector::{self, Store};
@@ -84,6 +85,7 @@ macro_rules! trim_meta {
     )*};
 }
 trim_meta!(
+    EndpointSlice,
     ServiceAccount,
     NetworkPolicy,
     Role,
@@ -120,6 +122,8 @@ pub struct Caches {
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     pub admission_policies: Store<ValidatingAdmissionPolicy>,
     pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
+    /// The `default/kubernetes` EndpointSlices: the API server's addresses.
+    pub api_server_slices: Store<EndpointSlice>,
 }
 
 /// The trigger streams matching [`Caches`] (changed objects, for mapping to baselines).
@@ -141,17 +145,13 @@ pub struct Triggers {
     pub cluster_role_bindings: Trigger<ClusterRoleBinding>,
     pub admission_policies: Trigger<ValidatingAdmissionPolicy>,
     pub admission_bindings: Trigger<ValidatingAdmissionPolicyBinding>,
+    pub api_server_slices: Trigger<EndpointSlice>,
 }
 
-fn cache<K>(
-    client: &Client,
-    config: watcher::Config,
-    metrics: &Arc<Metrics>,
-) -> (Store<K>, Trigger<K>)
+fn cache<K>(api: Api<K>, config: watcher::Config, metrics: &Arc<Metrics>) -> (Store<K>, Trigger<K>)
 where
     K: Resource<DynamicType = ()> + Trim + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let api: Api<K> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
     let metrics = metrics.clone();
@@ -206,8 +206,8 @@ pub fn caches(client: &Client, metrics: &Arc<Metrics>) -> (Caches, Triggers) {
     let all = || watcher::Config::default().any_semantic();
     let generated = || all().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     macro_rules! build {
-        ($($field:ident : $cfg:expr),* $(,)?) => {{
-            $( let $field = cache(client, $cfg, metrics); )*
+        ($($field:ident : $api:expr, $cfg:expr);* $(;)?) => {{
+            $( let $field = cache($api, $cfg, metrics); )*
             (
                 Caches { $( $field: $field.0.clone(), )* },
                 Triggers { $( $field: $field.1, )* },
@@ -215,23 +215,26 @@ pub fn caches(client: &Client, metrics: &Arc<Metrics>) -> (Caches, Triggers) {
         }};
     }
     build! {
-        namespaces: all(),
-        pods: all(),
-        deployments: all(),
-        replica_sets: all(),
-        stateful_sets: all(),
-        daemon_sets: all(),
-        jobs: all(),
-        cron_jobs: all(),
-        replication_controllers: all(),
-        service_accounts: all(),
-        network_policies: all(),
-        roles: all(),
-        cluster_roles: all(),
-        role_bindings: all(),
-        cluster_role_bindings: all(),
-        admission_policies: generated(),
-        admission_bindings: generated(),
+        namespaces: Api::all(client.clone()), all();
+        pods: Api::all(client.clone()), all();
+        deployments: Api::all(client.clone()), all();
+        replica_sets: Api::all(client.clone()), all();
+        stateful_sets: Api::all(client.clone()), all();
+        daemon_sets: Api::all(client.clone()), all();
+        jobs: Api::all(client.clone()), all();
+        cron_jobs: Api::all(client.clone()), all();
+        replication_controllers: Api::all(client.clone()), all();
+        service_accounts: Api::all(client.clone()), all();
+        network_policies: Api::all(client.clone()), all();
+        roles: Api::all(client.clone()), all();
+        cluster_roles: Api::all(client.clone()), all();
+        role_bindings: Api::all(client.clone()), all();
+        cluster_role_bindings: Api::all(client.clone()), all();
+        admission_policies: Api::all(client.clone()), generated();
+        admission_bindings: Api::all(client.clone()), generated();
+        // Read in `default` only (a Role there; see deploy/base/rbac.yaml).
+        api_server_slices: Api::namespaced(client.clone(), "default"),
+            all().labels("kubernetes.io/service-name=kubernetes");
     }
 }
 
@@ -275,7 +278,8 @@ impl Caches {
             role_bindings,
             cluster_role_bindings,
             admission_policies,
-            admission_bindings
+            admission_bindings,
+            api_server_slices
         );
         Ok(())
     }

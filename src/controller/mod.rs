@@ -192,6 +192,9 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     let i = index.clone();
     let mut ctl = ctl.watches_stream(triggers.namespaces, move |_| i.all());
+    // The API server moved: every baseline's API egress allows follow.
+    let i = index.clone();
+    ctl = ctl.watches_stream(triggers.api_server_slices, move |_| i.all());
     if let Some(t) = report_triggers {
         // A report edited or deleted by someone else is restored at once.
         ctl = ctl.watches_stream_with(

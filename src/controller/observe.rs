@@ -143,3 +143,48 @@ pub fn audit(
     }
     auditor.finish()
 }
+
+/// The API server's ready addresses and ports, from the `default/kubernetes` EndpointSlices.
+pub fn api_server_endpoints(caches: &Caches) -> Vec<(std::net::IpAddr, u16)> {
+    let mut out = Vec::new();
+    for slice in caches.api_server_slices.state() {
+        let ports: Vec<u16> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().is_none_or(|p| p == "TCP"))
+            .filter_map(|p| p.port.and_then(|n| u16::try_from(n).ok()))
+            .collect();
+        for ep in &slice.endpoints {
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            for ip in ep.addresses.iter().filter_map(|a| a.parse().ok()) {
+                out.extend(ports.iter().map(|p| (ip, *p)));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Pod labels and ServiceAccount of every top-level workload in `ns`.
+pub fn workload_pods(caches: &Caches, ns: &str) -> Vec<crate::policy::desired::WorkloadPods> {
+    let mut out = Vec::new();
+    macro_rules! collect {
+        ($($store:ident => $variant:ident),*) => {$(
+            for o in caches.$store.state() {
+                if o.metadata.namespace.as_deref() == Some(ns) && o.spec.is_some() {
+                    out.extend(crate::policy::desired::WorkloadPods::of(&Workload::$variant((*o).clone())));
+                }
+            }
+        )*};
+    }
+    collect!(
+        pods => Pod, deployments => Deployment, replica_sets => ReplicaSet,
+        stateful_sets => StatefulSet, daemon_sets => DaemonSet, jobs => Job,
+        cron_jobs => CronJob, replication_controllers => ReplicationController
+    );
+    out
+}

@@ -240,22 +240,23 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
     let owner = owner_ref(b);
 
     // Build: what this baseline wants (pure).
+    let api_server = observe::api_server_endpoints(&ctx.caches);
     let per_ns: BTreeMap<String, NamespaceObjects> = ownership
         .owned
         .iter()
         .map(|ns| {
+            let workloads = observe::workload_pods(&ctx.caches, ns);
+            let inputs = desired::NamespaceContext {
+                labels: namespaces
+                    .iter()
+                    .find(|n| n.metadata.name.as_deref() == Some(ns.as_str()))
+                    .and_then(|n| n.metadata.labels.as_ref()),
+                api_server: &api_server,
+                workloads: &workloads,
+            };
             (
                 ns.clone(),
-                desired::namespace_objects(
-                    ns,
-                    namespaces
-                        .iter()
-                        .find(|n| n.metadata.name.as_deref() == Some(ns.as_str()))
-                        .and_then(|n| n.metadata.labels.as_ref())
-                        .unwrap_or(&BTreeMap::new()),
-                    &compiled,
-                    owner.as_ref(),
-                ),
+                desired::namespace_objects(ns, &inputs, &compiled, owner.as_ref()),
             )
         })
         .collect();

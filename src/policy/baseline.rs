@@ -105,6 +105,11 @@ impl CompiledBaseline {
             None => None,
         };
         if let Some(net) = &spec.network {
+            let api = net.allow_api_server.as_ref();
+            compile_selector(
+                "spec.network.allowAPIServer.podSelector",
+                api.and_then(|a| a.pod_selector.as_ref()),
+            )?;
             if let Some(i) = net
                 .allow
                 .iter()

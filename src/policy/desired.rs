@@ -113,14 +113,51 @@ fn policy(meta: ObjectMeta, spec: NetworkPolicySpec) -> NetworkPolicy {
     }
 }
 
-/// The objects `baseline` wants in namespace `ns` (whose labels decide which cross-namespace
-/// allow rules have an end in it).
+/// A pod template of a namespace, as far as generation needs it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WorkloadPods {
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+}
+
+impl WorkloadPods {
+    /// The pod labels and account of a top-level workload (controller-owned ones are judged
+    /// through their owner), if it has a pod template.
+    pub fn of(w: &super::workload::Workload) -> Option<WorkloadPods> {
+        if w.is_owned_by_workload() {
+            return None;
+        }
+        let t = w.pod_target()?;
+        Some(WorkloadPods {
+            labels: t.labels.clone(),
+            service_account: t
+                .spec
+                .service_account_name
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        })
+    }
+}
+
+/// Where one namespace's objects are generated: its labels (which decide the cross-namespace
+/// allow rules with an end in it), the API server's addresses (`default/kubernetes`
+/// EndpointSlice) and the namespace's workloads (whose pods may need the API server).
+#[derive(Clone, Debug, Default)]
+pub struct NamespaceContext<'a> {
+    pub labels: Option<&'a BTreeMap<String, String>>,
+    pub api_server: &'a [(std::net::IpAddr, u16)],
+    pub workloads: &'a [WorkloadPods],
+}
+
+/// The objects `baseline` wants in namespace `ns`.
 pub fn namespace_objects(
     ns: &str,
-    ns_labels: &BTreeMap<String, String>,
+    ctx: &NamespaceContext<'_>,
     b: &CompiledBaseline,
     owner: Option<&OwnerReference>,
 ) -> NamespaceObjects {
+    let empty = BTreeMap::new();
+    let ns_labels = ctx.labels.unwrap_or(&empty);
     let s = &b.settings;
     let mut out = NamespaceObjects::default();
     let m = |name: &str| meta(name, Some(ns), b, owner);
@@ -223,6 +260,11 @@ pub fn namespace_objects(
             }
         }
     }
+    if deny_egress {
+        for (name, spec) in api_server_policies(ctx, b) {
+            out.network_policies.push(policy(m(&name), spec));
+        }
+    }
     for sa in b.spec.rbac.iter().flat_map(|r| r.service_accounts.iter()) {
         let name = format!("palisade-{}", sa.name);
         out.roles.push(Role {
@@ -255,6 +297,100 @@ pub fn namespace_objects(
                 s.version.to_string(),
             );
         }
+    }
+    out
+}
+
+/// FNV-1a: a short, stable name suffix for a label set (no new dependency for one hash).
+fn short_hash(text: &str) -> String {
+    let h = text.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{h:08x}")
+}
+
+/// Egress to the API server's endpoints for the pods that need it: each distinct pod-label set
+/// of the namespace's workloads running as a declared ServiceAccount (a NetworkPolicy cannot
+/// select by account, so the workloads' own labels do), and the baseline's explicit selector.
+/// Workloads without labels cannot be selected alone and get nothing.
+fn api_server_policies(
+    ctx: &NamespaceContext<'_>,
+    b: &CompiledBaseline,
+) -> Vec<(String, NetworkPolicySpec)> {
+    if ctx.api_server.is_empty() {
+        return Vec::new();
+    }
+    let mut ports: Vec<u16> = ctx.api_server.iter().map(|(_, p)| *p).collect();
+    ports.sort();
+    ports.dedup();
+    let mut ips: Vec<std::net::IpAddr> = ctx.api_server.iter().map(|(ip, _)| *ip).collect();
+    ips.sort();
+    ips.dedup();
+    let egress = vec![NetworkPolicyEgressRule {
+        to: Some(
+            ips.iter()
+                .map(|ip| NetworkPolicyPeer {
+                    ip_block: Some(k8s_openapi::api::networking::v1::IPBlock {
+                        cidr: format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }),
+                        except: None,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ports: Some(
+            ports
+                .iter()
+                .map(|p| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(i32::from(*p))),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                })
+                .collect(),
+        ),
+    }];
+    let spec = |sel: LabelSelector| NetworkPolicySpec {
+        pod_selector: Some(sel),
+        policy_types: Some(vec!["Egress".into()]),
+        egress: Some(egress.clone()),
+        ingress: None,
+    };
+    let mut out = Vec::new();
+    if b.settings.api_server_for_declared {
+        let mut sets: Vec<&WorkloadPods> = ctx
+            .workloads
+            .iter()
+            .filter(|w| {
+                !w.labels.is_empty() && b.declared_service_accounts.contains(&w.service_account)
+            })
+            .collect();
+        sets.sort();
+        sets.dedup();
+        for w in sets {
+            let canonical: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let hash = short_hash(&format!("{}/{}", w.service_account, canonical.join(",")));
+            let mut name = format!("palisade-allow-apiserver-{}-{hash}", w.service_account);
+            if name.len() > 253 {
+                // Account names may be as long as object names: keep the hash, which is unique.
+                name = format!("palisade-allow-apiserver-{hash}");
+            }
+            out.push((
+                name,
+                spec(LabelSelector {
+                    match_labels: Some(w.labels.clone()),
+                    match_expressions: None,
+                }),
+            ));
+        }
+    }
+    let explicit = b
+        .spec
+        .network
+        .as_ref()
+        .and_then(|n| n.allow_api_server.as_ref())
+        .and_then(|a| a.pod_selector.clone());
+    if let Some(sel) = explicit {
+        out.push(("palisade-allow-apiserver".into(), spec(sel)));
     }
     out
 }
@@ -623,5 +759,97 @@ mod tests {
         ] {
             assert!(!is_gitops_tracking_key(k), "{k}");
         }
+    }
+
+    #[test]
+    fn api_server_egress_for_declared_accounts_and_the_explicit_selector_only() {
+        let mut b = sample();
+        b.spec.network.as_mut().unwrap().allow_api_server = Some(crate::crd::ApiServerAccess {
+            declared_service_accounts: None,
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("role".into(), "ctl".into())])),
+                ..Default::default()
+            }),
+        });
+        let wl = |labels: &[(&str, &str)], sa: &str| WorkloadPods {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service_account: sa.into(),
+        };
+        let workloads = [
+            wl(&[("app", "api")], "api"),
+            wl(&[("app", "api")], "api"), // two replicas' worth: one policy
+            wl(&[("app", "web")], "default"),
+            wl(&[], "api"), // no labels: cannot be selected alone
+        ];
+        let api_server = [
+            ("10.0.0.1".parse().unwrap(), 6443),
+            ("fd00::1".parse().unwrap(), 6443),
+        ];
+        let ctx = NamespaceContext {
+            labels: None,
+            api_server: &api_server,
+            workloads: &workloads,
+        };
+        let api: Vec<NetworkPolicy> = namespace_objects("shop", &ctx, &b, None)
+            .network_policies
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("palisade-allow-apiserver")
+            })
+            .collect();
+        assert_eq!(api.len(), 2, "{api:#?}");
+        assert!(api[0]
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with("palisade-allow-apiserver-api-"));
+        let spec = api[0].spec.as_ref().unwrap();
+        assert_eq!(
+            spec.pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()["app"],
+            "api"
+        );
+        let rule = &spec.egress.as_ref().unwrap()[0];
+        let cidrs: Vec<&str> = rule
+            .to
+            .iter()
+            .flatten()
+            .map(|p| p.ip_block.as_ref().unwrap().cidr.as_str())
+            .collect();
+        assert_eq!(cidrs, ["10.0.0.1/32", "fd00::1/128"]);
+        assert_eq!(
+            rule.ports.as_ref().unwrap()[0].port,
+            Some(IntOrString::Int(6443))
+        );
+        assert_eq!(
+            api[1].metadata.name.as_deref(),
+            Some("palisade-allow-apiserver")
+        );
+        // Without known endpoints, or without default deny egress, nothing is generated.
+        let none = NamespaceContext {
+            api_server: &[],
+            ..ctx.clone()
+        };
+        assert!(!namespace_objects("shop", &none, &b, None)
+            .network_policies
+            .iter()
+            .any(|p| p.metadata.name.as_deref().unwrap().contains("apiserver")));
+        b.settings.default_deny = vec![crate::crd::Direction::Ingress];
+        assert!(!namespace_objects("shop", &ctx, &b, None)
+            .network_policies
+            .iter()
+            .any(|p| p.metadata.name.as_deref().unwrap().contains("apiserver")));
     }
 }

@@ -19,6 +19,8 @@ pub struct Settings {
     pub default_deny: Vec<Direction>,
     pub allow_dns: bool,
     pub allow_same_namespace: bool,
+    /// Pods of declared ServiceAccounts keep egress to the API server.
+    pub api_server_for_declared: bool,
     pub rbac_audit: bool,
 }
 
@@ -55,6 +57,11 @@ impl Settings {
             default_deny,
             allow_dns: net.allow_dns.unwrap_or(true),
             allow_same_namespace: net.allow_same_namespace.unwrap_or(false),
+            api_server_for_declared: net
+                .allow_api_server
+                .as_ref()
+                .and_then(|a| a.declared_service_accounts)
+                .unwrap_or(true),
             rbac_audit: spec.rbac.as_ref().and_then(|r| r.audit).unwrap_or(true),
         })
     }

@@ -174,6 +174,14 @@ pub struct NetworkSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub allow_api_server: Option<ApiServerAccess>,
+    /// Where admission webhook calls come from (the API server's source address depends on the
+    /// cluster: its endpoint addresses on most, a control-plane range on managed ones). Pods
+    /// behind the Service of a Validating/MutatingWebhookConfiguration in a covered namespace keep
+    /// ingress from these peers on the webhook port, so default deny never breaks admission.
+    /// Default: the addresses of the `default/kubernetes` EndpointSlice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub webhook_sources: Vec<NetworkPolicyPeer>,
     /// Named exceptions to default deny, each generating one NetworkPolicy `palisade-allow-<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -348,6 +356,10 @@ pub struct SecurityBaselineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub top_violations: Vec<ViolationSummary>,
+    /// What keeps default deny safe, one line each (at most 50): API-server egress of workloads
+    /// that need it, admission-webhook ingress from the control plane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowances: Vec<String>,
     /// Namespaces also covered by another baseline, and how the overlap was resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]

@@ -154,6 +154,7 @@ fn baseline_with_status(
             generation: Some(generation),
             report: &report,
             generated: GeneratedCounts::default(),
+            allowances: Vec::new(),
             conflicts,
             degraded,
             enforce: true,

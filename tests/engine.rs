@@ -542,3 +542,35 @@ spec:
         .iter()
         .any(|(rule, _)| *rule == Rule::Privileged));
 }
+
+/// Default deny is asked of namespaces whose traffic the input describes (a Namespace, a
+/// workload, a NetworkPolicy), not of one where only RBAC objects are placed.
+#[test]
+fn only_namespaces_with_network_content_can_lack_default_deny() {
+    let b = baseline("network: {defaultDeny: [Ingress]}");
+    let r = audit(
+        &b,
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: rbac-only}
+rules: []
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: app}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: web}]}
+"#,
+    );
+    let flagged: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::NoDefaultDeny)
+        .map(|f| f.object.name.as_str())
+        .collect();
+    assert_eq!(flagged, ["app"]);
+}

@@ -440,6 +440,7 @@ fn generated_for(b: &CompiledBaseline) -> Vec<NetworkPolicy> {
                 labels: Some(l),
                 api_server: &api_server,
                 workloads: &workloads,
+                webhooks: &[],
             };
             desired::namespace_objects(n, &inputs, b, None).network_policies
         })

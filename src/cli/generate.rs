@@ -105,6 +105,8 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             labels: namespaces.get(ns),
             api_server: &api_server,
             workloads: workloads.get(ns).map_or(&[], Vec::as_slice),
+            // Offline manifests carry no webhook configurations and Services the engine reads.
+            webhooks: &[],
         };
         let objs = desired::namespace_objects(ns, &inputs, &baseline, None);
         if !objs.namespace_labels.is_empty() {

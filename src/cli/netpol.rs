@@ -127,6 +127,7 @@ fn load(source: &Source) -> Result<Cluster, String> {
                     labels: Some(l),
                     api_server: &api_server,
                     workloads: workloads.get(n.as_str()).map_or(&[], Vec::as_slice),
+                    webhooks: &[],
                 };
                 desired::namespace_objects(n, &inputs, &b, None).network_policies
             })

@@ -9,11 +9,12 @@ use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::policy::workload::controlled_by_workload;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -86,6 +87,8 @@ macro_rules! trim_meta {
 }
 trim_meta!(
     EndpointSlice,
+    ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration,
     ServiceAccount,
     NetworkPolicy,
     Role,
@@ -94,6 +97,13 @@ trim_meta!(
     ClusterRoleBinding,
     ValidatingAdmissionPolicyBinding
 );
+
+impl Trim for Service {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.status = None;
+    }
+}
 
 impl Trim for ValidatingAdmissionPolicy {
     fn trim(&mut self) {
@@ -124,6 +134,10 @@ pub struct Caches {
     pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
     /// The `default/kubernetes` EndpointSlices: the API server's addresses.
     pub api_server_slices: Store<EndpointSlice>,
+    /// Admission webhooks and the Services they call (ingress kept under default deny).
+    pub validating_webhooks: Store<ValidatingWebhookConfiguration>,
+    pub mutating_webhooks: Store<MutatingWebhookConfiguration>,
+    pub services: Store<Service>,
 }
 
 /// The trigger streams matching [`Caches`] (changed objects, for mapping to baselines).
@@ -146,6 +160,9 @@ pub struct Triggers {
     pub admission_policies: Trigger<ValidatingAdmissionPolicy>,
     pub admission_bindings: Trigger<ValidatingAdmissionPolicyBinding>,
     pub api_server_slices: Trigger<EndpointSlice>,
+    pub validating_webhooks: Trigger<ValidatingWebhookConfiguration>,
+    pub mutating_webhooks: Trigger<MutatingWebhookConfiguration>,
+    pub services: Trigger<Service>,
 }
 
 fn cache<K>(api: Api<K>, config: watcher::Config, metrics: &Arc<Metrics>) -> (Store<K>, Trigger<K>)
@@ -235,6 +252,9 @@ pub fn caches(client: &Client, metrics: &Arc<Metrics>) -> (Caches, Triggers) {
         // Read in `default` only (a Role there; see deploy/base/rbac.yaml).
         api_server_slices: Api::namespaced(client.clone(), "default"),
             all().labels("kubernetes.io/service-name=kubernetes");
+        validating_webhooks: Api::all(client.clone()), all();
+        mutating_webhooks: Api::all(client.clone()), all();
+        services: Api::all(client.clone()), all();
     }
 }
 
@@ -279,7 +299,10 @@ impl Caches {
             cluster_role_bindings,
             admission_policies,
             admission_bindings,
-            api_server_slices
+            api_server_slices,
+            validating_webhooks,
+            mutating_webhooks,
+            services
         );
         Ok(())
     }

@@ -195,6 +195,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // The API server moved: every baseline's API egress allows follow.
     let i = index.clone();
     ctl = ctl.watches_stream(triggers.api_server_slices, move |_| i.all());
+    // Webhook configurations are cluster-scoped: any change may concern any baseline.
+    let i = index.clone();
+    ctl = ctl.watches_stream(triggers.validating_webhooks, move |_| i.all());
+    let i = index.clone();
+    ctl = ctl.watches_stream(triggers.mutating_webhooks, move |_| i.all());
     if let Some(t) = report_triggers {
         // A report edited or deleted by someone else is restored at once.
         ctl = ctl.watches_stream_with(
@@ -220,7 +225,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         role_bindings,
         cluster_role_bindings,
         admission_policies,
-        admission_bindings
+        admission_bindings,
+        services
     );
 
     let ctx = Arc::new(reconcile::Context {

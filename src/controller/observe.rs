@@ -188,3 +188,70 @@ pub fn workload_pods(caches: &Caches, ns: &str) -> Vec<crate::policy::desired::W
     );
     out
 }
+
+/// The admission webhooks whose Services live in `ns`, with the Services' selectors and the
+/// target ports the API server's calls arrive on.
+pub fn webhook_backends(caches: &Caches, ns: &str) -> Vec<crate::policy::desired::WebhookBackend> {
+    use crate::policy::desired::WebhookBackend;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    // (service name, service port) -> configurations calling it
+    let mut calls: std::collections::BTreeMap<(String, i32), Vec<String>> = Default::default();
+    let mut add =
+        |kind: &str,
+         name: &str,
+         svc: Option<&k8s_openapi::api::admissionregistration::v1::ServiceReference>| {
+            if let Some(s) = svc.filter(|s| s.namespace == ns) {
+                let list = calls
+                    .entry((s.name.clone(), s.port.unwrap_or(443)))
+                    .or_default();
+                let id = format!("{kind}/{name}");
+                if !list.contains(&id) {
+                    list.push(id);
+                }
+            }
+        };
+    for c in caches.validating_webhooks.state() {
+        for w in c.webhooks.iter().flatten() {
+            add(
+                "ValidatingWebhookConfiguration",
+                &c.name_any(),
+                w.client_config.service.as_ref(),
+            );
+        }
+    }
+    for c in caches.mutating_webhooks.state() {
+        for w in c.webhooks.iter().flatten() {
+            add(
+                "MutatingWebhookConfiguration",
+                &c.name_any(),
+                w.client_config.service.as_ref(),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for ((service, port), configurations) in calls {
+        let Some(svc) = caches
+            .services
+            .state()
+            .into_iter()
+            .find(|s| s.metadata.namespace.as_deref() == Some(ns) && s.name_any() == service)
+        else {
+            continue;
+        };
+        let spec = svc.spec.clone().unwrap_or_default();
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.port == port)
+            .map(|p| p.target_port.clone().unwrap_or(IntOrString::Int(p.port)))
+            .collect();
+        out.push(WebhookBackend {
+            service,
+            selector: spec.selector.unwrap_or_default(),
+            ports,
+            configurations,
+        });
+    }
+    out
+}

@@ -246,6 +246,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         .iter()
         .map(|ns| {
             let workloads = observe::workload_pods(&ctx.caches, ns);
+            let webhooks = observe::webhook_backends(&ctx.caches, ns);
             let inputs = desired::NamespaceContext {
                 labels: namespaces
                     .iter()
@@ -253,6 +254,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
                     .and_then(|n| n.metadata.labels.as_ref()),
                 api_server: &api_server,
                 workloads: &workloads,
+                webhooks: &webhooks,
             };
             (
                 ns.clone(),
@@ -404,6 +406,10 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
             generation: b.metadata.generation,
             report: &report,
             generated: generated.clone(),
+            allowances: per_ns
+                .values()
+                .flat_map(|o| o.allowances.iter().cloned())
+                .collect(),
             conflicts: ownership.conflicts,
             degraded,
             enforce,

@@ -15,6 +15,8 @@ pub struct StatusInput<'a> {
     pub generation: Option<i64>,
     pub report: &'a AuditReport,
     pub generated: GeneratedCounts,
+    /// Safe-default-deny allowances (API server egress, webhook ingress), one line each.
+    pub allowances: Vec<String>,
     pub conflicts: Vec<String>,
     /// Problems that kept the reconcile from converging (apply errors), empty when fine.
     pub degraded: Option<String>,
@@ -139,6 +141,8 @@ pub fn build(
     }
     let mut conflicts = input.conflicts;
     conflicts.truncate(50);
+    let mut allowances = input.allowances;
+    allowances.truncate(50);
     SecurityBaselineStatus {
         observed_generation: g,
         conditions,
@@ -151,6 +155,7 @@ pub fn build(
             accepted: r.accepted.len() as u32,
         }),
         top_violations,
+        allowances,
         conflicts,
     }
 }

@@ -71,6 +71,10 @@ pub struct Auditor<'b> {
     service_accounts: HashMap<(Option<String>, String), Option<bool>>,
     /// Namespaces seen: labels when a Namespace object was seen, otherwise none.
     namespaces: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    /// Namespaces whose network the input describes (a Namespace object, a workload or a
+    /// NetworkPolicy): only these can lack default deny. A Role or ServiceAccount placed in a
+    /// namespace says nothing about its pods' traffic.
+    network_namespaces: std::collections::BTreeSet<String>,
     policies: HashMap<String, Vec<PolicySummary>>,
     /// Where non-workload objects came from, for findings made after the stream ends.
     sources: HashMap<ObjectRef, Source>,
@@ -92,6 +96,7 @@ impl<'b> Auditor<'b> {
             pending_automount: Vec::new(),
             service_accounts: HashMap::new(),
             namespaces: BTreeMap::new(),
+            network_namespaces: Default::default(),
             policies: HashMap::new(),
             sources: HashMap::new(),
             roles: Vec::new(),
@@ -117,6 +122,7 @@ impl<'b> Auditor<'b> {
             Object::NetworkPolicy(np) => {
                 let ns = np.metadata.namespace.clone().unwrap_or_default();
                 self.saw_namespace(&ns);
+                self.network_namespaces.insert(ns.clone());
                 let mut out = Vec::new();
                 network::allow_all_rules(&np, &mut out);
                 let object = ObjectRef::new(
@@ -220,6 +226,7 @@ impl<'b> Auditor<'b> {
 
     fn namespace(&mut self, ns: Namespace) {
         let name = ns.metadata.name.unwrap_or_default();
+        self.network_namespaces.insert(name.clone());
         self.namespaces
             .insert(name, Some(ns.metadata.labels.unwrap_or_default()));
     }
@@ -242,6 +249,7 @@ impl<'b> Auditor<'b> {
         }
         if let Some(ns) = w.namespace() {
             self.saw_namespace(ns);
+            self.network_namespaces.insert(ns.to_string());
         }
         let Some(pod) = w.pod_target() else { return };
         let object = w.object_ref();
@@ -329,7 +337,12 @@ impl<'b> Auditor<'b> {
             .filter(|ns| self.covered(ns))
             .cloned()
             .collect();
-        self.network_findings(&covered);
+        let network: Vec<String> = covered
+            .iter()
+            .filter(|ns| self.network_namespaces.contains(*ns))
+            .cloned()
+            .collect();
+        self.network_findings(&network);
         if self.baseline.settings.rbac_audit {
             self.rbac_findings();
         }

@@ -34,6 +34,8 @@ pub struct NamespaceObjects {
     pub role_bindings: Vec<RoleBinding>,
     /// Pod Security Admission labels for the Namespace itself.
     pub namespace_labels: BTreeMap<String, String>,
+    /// The safe-default-deny allowances among the policies, described for status.
+    pub allowances: Vec<String>,
 }
 
 /// Cluster-scoped objects a baseline wants.
@@ -147,6 +149,20 @@ pub struct NamespaceContext<'a> {
     pub labels: Option<&'a BTreeMap<String, String>>,
     pub api_server: &'a [(std::net::IpAddr, u16)],
     pub workloads: &'a [WorkloadPods],
+    pub webhooks: &'a [WebhookBackend],
+}
+
+/// The pods behind an admission webhook's Service in a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookBackend {
+    /// The Service's name.
+    pub service: String,
+    /// The Service's selector: its pods.
+    pub selector: BTreeMap<String, String>,
+    /// Target ports of the webhook's Service port (numbers or container port names).
+    pub ports: Vec<IntOrString>,
+    /// `ValidatingWebhookConfiguration/name` etc., for status.
+    pub configurations: Vec<String>,
 }
 
 /// The objects `baseline` wants in namespace `ns`.
@@ -261,7 +277,14 @@ pub fn namespace_objects(
         }
     }
     if deny_egress {
-        for (name, spec) in api_server_policies(ctx, b) {
+        for (name, spec, why) in api_server_policies(ctx, b) {
+            out.allowances.push(format!("{ns}/{name}: {why}"));
+            out.network_policies.push(policy(m(&name), spec));
+        }
+    }
+    if s.default_deny.contains(&Direction::Ingress) {
+        for (name, spec, why) in webhook_policies(ctx, b) {
+            out.allowances.push(format!("{ns}/{name}: {why}"));
             out.network_policies.push(policy(m(&name), spec));
         }
     }
@@ -316,28 +339,21 @@ fn short_hash(text: &str) -> String {
 fn api_server_policies(
     ctx: &NamespaceContext<'_>,
     b: &CompiledBaseline,
-) -> Vec<(String, NetworkPolicySpec)> {
+) -> Vec<(String, NetworkPolicySpec, String)> {
     if ctx.api_server.is_empty() {
         return Vec::new();
     }
     let mut ports: Vec<u16> = ctx.api_server.iter().map(|(_, p)| *p).collect();
     ports.sort();
     ports.dedup();
-    let mut ips: Vec<std::net::IpAddr> = ctx.api_server.iter().map(|(ip, _)| *ip).collect();
-    ips.sort();
-    ips.dedup();
+    let targets: String = ctx
+        .api_server
+        .iter()
+        .map(|(ip, p)| std::net::SocketAddr::new(*ip, *p).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let egress = vec![NetworkPolicyEgressRule {
-        to: Some(
-            ips.iter()
-                .map(|ip| NetworkPolicyPeer {
-                    ip_block: Some(k8s_openapi::api::networking::v1::IPBlock {
-                        cidr: format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }),
-                        except: None,
-                    }),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
+        to: Some(api_server_peers(ctx.api_server)),
         ports: Some(
             ports
                 .iter()
@@ -380,6 +396,11 @@ fn api_server_policies(
                     match_labels: Some(w.labels.clone()),
                     match_expressions: None,
                 }),
+                format!(
+                    "egress to the API server ({targets}) for pods {} of ServiceAccount {}",
+                    canonical.join(","),
+                    w.service_account
+                ),
             ));
         }
     }
@@ -390,9 +411,108 @@ fn api_server_policies(
         .and_then(|n| n.allow_api_server.as_ref())
         .and_then(|a| a.pod_selector.clone());
     if let Some(sel) = explicit {
-        out.push(("palisade-allow-apiserver".into(), spec(sel)));
+        out.push((
+            "palisade-allow-apiserver".into(),
+            spec(sel),
+            format!(
+                "egress to the API server ({targets}) for spec.network.allowAPIServer.podSelector"
+            ),
+        ));
     }
     out
+}
+
+/// The API server's endpoints as peers (one /32 or /128 ipBlock each).
+fn api_server_peers(api_server: &[(std::net::IpAddr, u16)]) -> Vec<NetworkPolicyPeer> {
+    let mut ips: Vec<std::net::IpAddr> = api_server.iter().map(|(ip, _)| *ip).collect();
+    ips.sort();
+    ips.dedup();
+    ips.iter()
+        .map(|ip| NetworkPolicyPeer {
+            ip_block: Some(k8s_openapi::api::networking::v1::IPBlock {
+                cidr: format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }),
+                except: None,
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Ingress from the control plane to the pods behind each admission webhook Service of the
+/// namespace, on the webhook's target port: default deny would otherwise fail every admission
+/// request the webhook intercepts, cluster-wide.
+fn webhook_policies(
+    ctx: &NamespaceContext<'_>,
+    b: &CompiledBaseline,
+) -> Vec<(String, NetworkPolicySpec, String)> {
+    let configured = b
+        .spec
+        .network
+        .as_ref()
+        .map(|n| n.webhook_sources.clone())
+        .unwrap_or_default();
+    let (sources, source_text) = if configured.is_empty() {
+        let ips: Vec<String> = ctx
+            .api_server
+            .iter()
+            .map(|(ip, _)| ip.to_string())
+            .collect();
+        (
+            api_server_peers(ctx.api_server),
+            format!("the API server ({})", ips.join(", ")),
+        )
+    } else {
+        (configured, "spec.network.webhookSources".to_string())
+    };
+    if sources.is_empty() {
+        return Vec::new();
+    }
+    ctx.webhooks
+        .iter()
+        .filter(|w| !w.selector.is_empty() && !w.ports.is_empty())
+        .map(|w| {
+            let ports: Vec<String> = w
+                .ports
+                .iter()
+                .map(|p| match p {
+                    IntOrString::Int(n) => n.to_string(),
+                    IntOrString::String(s) => s.clone(),
+                })
+                .collect();
+            let mut name = format!("palisade-allow-webhook-{}", w.service);
+            if name.len() > 253 {
+                name = format!("palisade-allow-webhook-{}", short_hash(&w.service));
+            }
+            let spec = NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(w.selector.clone()),
+                    match_expressions: None,
+                }),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(sources.clone()),
+                    ports: Some(
+                        w.ports
+                            .iter()
+                            .map(|p| NetworkPolicyPort {
+                                port: Some(p.clone()),
+                                protocol: Some("TCP".into()),
+                                end_port: None,
+                            })
+                            .collect(),
+                    ),
+                }]),
+                egress: None,
+            };
+            let why = format!(
+                "ingress from {source_text} to Service {} on {} for {}",
+                w.service,
+                ports.join(", "),
+                w.configurations.join(", ")
+            );
+            (name, spec, why)
+        })
+        .collect()
 }
 
 /// The namespaces a baseline covers, as a namespaceSelector: its selector minus the excluded names.
@@ -792,6 +912,7 @@ mod tests {
             labels: None,
             api_server: &api_server,
             workloads: &workloads,
+            webhooks: &[],
         };
         let api: Vec<NetworkPolicy> = namespace_objects("shop", &ctx, &b, None)
             .network_policies
@@ -851,5 +972,90 @@ mod tests {
             .network_policies
             .iter()
             .any(|p| p.metadata.name.as_deref().unwrap().contains("apiserver")));
+    }
+
+    #[test]
+    fn webhook_backends_keep_ingress_from_the_control_plane_on_their_target_port() {
+        let mut b = sample();
+        let hook = |service: &str, selector: &[(&str, &str)], port: IntOrString| WebhookBackend {
+            service: service.into(),
+            selector: selector
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ports: vec![port],
+            configurations: vec!["ValidatingWebhookConfiguration/guard".into()],
+        };
+        let webhooks = [
+            hook(
+                "guard",
+                &[("app", "guard")],
+                IntOrString::String("https".into()),
+            ),
+            hook("manual", &[], IntOrString::Int(8443)), // no selector: no pods to select
+        ];
+        let api_server = [("10.0.0.1".parse().unwrap(), 6443)];
+        let ctx = NamespaceContext {
+            api_server: &api_server,
+            webhooks: &webhooks,
+            ..Default::default()
+        };
+        let objs = namespace_objects("hooks", &ctx, &b, None);
+        let hooks: Vec<&NetworkPolicy> = objs
+            .network_policies
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("palisade-allow-webhook")
+            })
+            .collect();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(
+            hooks[0].metadata.name.as_deref(),
+            Some("palisade-allow-webhook-guard")
+        );
+        let rule = &hooks[0].spec.as_ref().unwrap().ingress.as_ref().unwrap()[0];
+        assert_eq!(
+            rule.from.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
+            "10.0.0.1/32"
+        );
+        assert_eq!(
+            rule.ports.as_ref().unwrap()[0].port,
+            Some(IntOrString::String("https".into()))
+        );
+        assert_eq!(objs.allowances.len(), 1);
+        assert!(
+            objs.allowances[0].contains("ValidatingWebhookConfiguration/guard"),
+            "{:?}",
+            objs.allowances
+        );
+        // Configured sources replace the API server's addresses.
+        let peer: NetworkPolicyPeer =
+            serde_json::from_value(serde_json::json!({"ipBlock": {"cidr": "172.16.0.0/28"}}))
+                .unwrap();
+        b.spec.network.as_mut().unwrap().webhook_sources = vec![peer.clone()];
+        let objs = namespace_objects("hooks", &ctx, &b, None);
+        let p = objs
+            .network_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some("palisade-allow-webhook-guard"))
+            .unwrap();
+        assert_eq!(
+            p.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0].from,
+            Some(vec![peer])
+        );
+        // Without default deny ingress there is nothing to keep open.
+        b.settings.default_deny = vec![crate::crd::Direction::Egress];
+        assert!(!namespace_objects("hooks", &ctx, &b, None)
+            .network_policies
+            .iter()
+            .any(|p| p.metadata.name.as_deref().unwrap().contains("webhook")));
     }
 }

@@ -157,6 +157,10 @@ node_network_up() {
   ip link add "$NODE_BRIDGE" type bridge || die "cannot create bridge $NODE_BRIDGE"
   ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
+  # Host processes (the API server calling an admission webhook's Service) reach ClusterIPs from
+  # the node address: kube-proxy DNATs to the pod, and the pod's reply comes back to an address
+  # the guard lets pods reach. (The route goes with the bridge.)
+  ip route add 10.96.0.0/16 dev "$NODE_BRIDGE" src "$NODE_IP" || die "cannot route the service range"
   # The guard: its own table, so no other rule set (kube-proxy, kube-router, CNI) can accept
   # around it; a drop in any base chain is final.
   nft -f - <<EOF || die "cannot install the nftables guard"

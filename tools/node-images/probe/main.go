@@ -8,12 +8,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -49,6 +56,7 @@ func usage(msg string) {
        probe write PATH
        probe status
        probe api [--method METHOD] [--token FILE] [--server URL] [--timeout DURATION] PATH
+       probe webhook [--port PORT] --dns NAME[,NAME...]
        probe sleep`)
 	os.Exit(2)
 }
@@ -73,6 +81,8 @@ func main() {
 		status()
 	case "api":
 		api(args)
+	case "webhook":
+		webhook(args)
 	case "sleep":
 		waitForSignal()
 	default:
@@ -349,4 +359,83 @@ func api(args []string) {
 	defer resp.Body.Close()
 	r["status"] = resp.StatusCode
 	emit(resp.StatusCode >= 200 && resp.StatusCode < 300, r)
+}
+
+// webhook serves admission reviews over TLS with a certificate it makes for itself (printed
+// once as {"caBundle": ...} for the webhook configuration): it allows every object except those
+// named "deny-*", so a test can tell that the API server really consulted it.
+func webhook(args []string) {
+	fs := flag.NewFlagSet("webhook", flag.ExitOnError)
+	port := fs.Int("port", 8443, "TCP port")
+	dns := fs.String("dns", "", "comma-separated DNS names for the certificate")
+	_ = fs.Parse(args)
+	if *dns == "" {
+		usage("webhook needs --dns")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		emit(false, result{"error": err.Error()})
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: strings.Split(*dns, ",")[0]},
+		DNSNames:              strings.Split(*dns, ","),
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		emit(false, result{"error": err.Error()})
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	line, _ := json.Marshal(result{"caBundle": base64.StdEncoding.EncodeToString(certPEM)})
+	fmt.Println(string(line))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var review struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Request    struct {
+				UID    string `json:"uid"`
+				Object struct {
+					Metadata struct {
+						Name string `json:"name"`
+					} `json:"metadata"`
+				} `json:"object"`
+			} `json:"request"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&review); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		name := review.Request.Object.Metadata.Name
+		allowed := !strings.HasPrefix(name, "deny-")
+		resp := map[string]any{
+			"apiVersion": "admission.k8s.io/v1",
+			"kind":       "AdmissionReview",
+			"response": map[string]any{
+				"uid":     review.Request.UID,
+				"allowed": allowed,
+				"status":  map[string]any{"message": "palisade-probe webhook: " + name},
+			},
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(resp)
+	})
+	server := &http.Server{
+		Addr:              ":" + strconv.Itoa(*port),
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{
+			Certificate: [][]byte{der},
+			PrivateKey:  key,
+		}}},
+	}
+	if err := server.ListenAndServeTLS("", ""); err != nil {
+		emit(false, result{"error": err.Error()})
+	}
 }

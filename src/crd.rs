@@ -356,6 +356,10 @@ pub struct SecurityBaselineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub top_violations: Vec<ViolationSummary>,
+    /// Audit mode only: what switching to Enforce would do now, computed by the same code that
+    /// Enforce runs (`Kind namespace/name` per line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<EnforcePreview>,
     /// What keeps default deny safe, one line each (at most 50): API-server egress of workloads
     /// that need it, admission-webhook ingress from the control plane.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -364,6 +368,27 @@ pub struct SecurityBaselineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub conflicts: Vec<String>,
+}
+
+/// What Enforce would do (each list sorted, at most 100 entries; `omitted` counts the rest).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnforcePreview {
+    /// Generated objects Enforce would create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create: Vec<String>,
+    /// Existing generated objects Enforce would change back to the baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub update: Vec<String>,
+    /// Objects this baseline generated that Enforce would delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<String>,
+    /// Namespaces whose Pod Security Admission labels Enforce would set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_namespaces: Vec<String>,
+    /// Entries left out of the lists.
+    #[serde(default)]
+    pub omitted: u32,
 }
 
 /// Counts of generated objects by kind.

@@ -155,6 +155,7 @@ fn baseline_with_status(
             report: &report,
             generated: GeneratedCounts::default(),
             allowances: Vec::new(),
+            preview: None,
             conflicts,
             degraded,
             enforce: true,

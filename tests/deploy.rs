@@ -610,6 +610,9 @@ mod e2e {
                 "apply",
                 "--server-side",
                 "--dry-run=server",
+                // Nothing is persisted: taking over fields another test applied is harmless
+                // and keeps this test independent of what ran before it.
+                "--force-conflicts",
                 "--field-manager=palisade-deploy-test",
                 "-f",
                 "-",

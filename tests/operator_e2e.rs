@@ -830,7 +830,8 @@ async fn restarted_operator_converges_without_writes() {
     let st = wait_for("everything generated", DEADLINE, || async {
         let s = converged(&get_baseline(&client, &id).await?)?;
         let g = s.generated.clone()?;
-        (g.network_policies == 3
+        // default deny, DNS, the allow rule and its other end (the frontend's egress)
+        (g.network_policies == 4
             && g.roles == 1
             && g.role_bindings == 1
             && g.admission_policies == 1
@@ -877,7 +878,7 @@ async fn restarted_operator_converges_without_writes() {
             .keys()
             .filter(|k| k.starts_with("NetworkPolicy/"))
             .count(),
-        3,
+        4,
         "{before:?}"
     );
 
@@ -1020,5 +1021,108 @@ async fn leader_election_failover() {
     let _ = Api::<Lease>::namespaced(client.clone(), "palisade-system")
         .delete(&lease, &DeleteParams::default())
         .await;
+    delete_baseline(&client, &id).await;
+}
+
+/// Every generated object of baseline `name`, as `Kind namespace/name` lines (the preview's form).
+async fn generated_lines(client: &Client, name: &str, ns: &str) -> Vec<String> {
+    let lp = ListParams::default().labels(&format!(
+        "app.kubernetes.io/managed-by=palisade,palisade.dev/baseline={name}"
+    ));
+    let mut out = Vec::new();
+    macro_rules! namespaced {
+        ($($k:ty => $kind:literal),*) => {$(
+            for o in Api::<$k>::namespaced(client.clone(), ns).list(&lp).await.unwrap() {
+                out.push(format!("{} {ns}/{}", $kind, o.name_any()));
+            }
+        )*};
+    }
+    namespaced!(NetworkPolicy => "NetworkPolicy", Role => "Role", RoleBinding => "RoleBinding");
+    for o in Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .list(&lp)
+        .await
+        .unwrap()
+    {
+        out.push(format!("ValidatingAdmissionPolicy {}", o.name_any()));
+    }
+    for o in Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .list(&lp)
+        .await
+        .unwrap()
+    {
+        out.push(format!("ValidatingAdmissionPolicyBinding {}", o.name_any()));
+    }
+    out.sort();
+    out
+}
+
+/// Audit mode shows what Enforce would do; switching to Enforce does exactly that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_previews_exactly_what_enforce_creates() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("preview");
+    let ns = TestNamespace::new(&client, "preview", &[(TEST_LABEL, &id)]).await;
+    let spec = |enforcement: &str| {
+        json!({"enforcement": enforcement,
+               "network": {"allow": [{"name": "web", "podSelector": {"matchLabels": {"app": "web"}},
+                                      "from": [{"podSelector": {"matchLabels": {"app": "lb"}}}]}]},
+               "rbac": {"serviceAccounts": [{"name": "api", "rules": [
+                   {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}]}})
+    };
+    apply_baseline(&client, &id, &id, &id, spec("Audit")).await;
+    let mut op = Op::start("preview", &id, &[]);
+    op.wait_ready().await;
+    let st = wait_converged(&client, &id).await;
+    let preview = st.preview.expect("Audit mode carries a preview");
+    assert!(
+        generated_lines(&client, &id, &ns.name).await.is_empty(),
+        "Audit generates nothing"
+    );
+    for want in [
+        format!("NetworkPolicy {}/palisade-default-deny", ns.name),
+        format!("NetworkPolicy {}/palisade-allow-web", ns.name),
+        format!("Role {}/palisade-api", ns.name),
+        format!("RoleBinding {}/palisade-api", ns.name),
+    ] {
+        assert!(
+            preview.create.contains(&want),
+            "{want} in {:?}",
+            preview.create
+        );
+    }
+    assert_eq!(preview.label_namespaces, vec![ns.name.clone()]);
+    assert!(
+        preview.update.is_empty() && preview.delete.is_empty(),
+        "{preview:?}"
+    );
+
+    apply_baseline(&client, &id, &id, &id, spec("Enforce")).await;
+    let st = wait_converged(&client, &id).await;
+    assert_eq!(st.preview, None, "Enforce does, it does not preview");
+    let created = generated_lines(&client, &id, &ns.name).await;
+    assert_eq!(
+        created, preview.create,
+        "Enforce created exactly what Audit previewed"
+    );
+    let labels = namespace(&client, &ns.name).await.labels().clone();
+    assert_eq!(
+        labels.get(PSA_ENFORCE).map(String::as_str),
+        Some("restricted")
+    );
+
+    // And back: Audit prunes what Enforce made, and its preview converges on recreating it.
+    apply_baseline(&client, &id, &id, &id, spec("Audit")).await;
+    wait_for(
+        "the Audit preview lists the pruned set again",
+        DEADLINE,
+        || async {
+            let st = converged(&get_baseline(&client, &id).await?)?;
+            let gone = generated_lines(&client, &id, &ns.name).await.is_empty();
+            (gone && st.preview?.create == created).then_some(())
+        },
+    )
+    .await;
+    op.assert_never_forbidden();
     delete_baseline(&client, &id).await;
 }

@@ -70,6 +70,23 @@ pub enum Outcome {
     Updated,
 }
 
+/// What applying `wanted` over the cached `actual` would do: the one decision both `apply` and
+/// the Audit-mode preview make, so a preview lists exactly what Enforce writes.
+pub fn planned<K: Serialize>(wanted: &K, actual: Option<&K>) -> Outcome {
+    match actual {
+        None => Outcome::Created,
+        Some(a) => {
+            let w = serde_json::to_value(wanted).expect("k8s objects always serialize");
+            let a = serde_json::to_value(a).expect("k8s objects always serialize");
+            if is_subset(&w, &a) {
+                Outcome::Unchanged
+            } else {
+                Outcome::Updated
+            }
+        }
+    }
+}
+
 /// Applies `wanted` when the cached `actual` differs. Returns what it did.
 pub async fn apply<K>(
     client: &Client,
@@ -81,13 +98,11 @@ pub async fn apply<K>(
 where
     K: Scoped + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let wanted_json = serde_json::to_value(wanted).expect("k8s objects always serialize");
-    if let Some(a) = actual {
-        let actual_json = serde_json::to_value(a).expect("k8s objects always serialize");
-        if is_subset(&wanted_json, &actual_json) {
-            return Ok(Outcome::Unchanged);
-        }
+    let outcome = planned(wanted, actual);
+    if outcome == Outcome::Unchanged {
+        return Ok(outcome);
     }
+    let wanted_json = serde_json::to_value(wanted).expect("k8s objects always serialize");
     let kind = K::kind(&()).to_string();
     let mut body = wanted_json;
     body["apiVersion"] = K::api_version(&()).into();
@@ -98,11 +113,6 @@ where
     api.patch(&wanted.name_any(), &params, &Patch::Apply(&body))
         .await?;
     metrics.count_write(&kind, "apply");
-    let outcome = if actual.is_some() {
-        Outcome::Updated
-    } else {
-        Outcome::Created
-    };
     if actual.is_some() {
         metrics
             .drift_corrections
@@ -195,5 +205,47 @@ mod tests {
             &wanted,
             &json!({"spec": {"ports": [{"port": 53}, {"port": 80}]}})
         ));
+    }
+}
+
+/// One kind's part of a plan: what applying `wanted` over the `cached` objects and pruning what
+/// this baseline generated and no longer wants would do, as `Kind namespace/name` lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlannedChanges {
+    pub create: Vec<String>,
+    pub update: Vec<String>,
+    pub delete: Vec<String>,
+}
+
+pub fn plan_kind<K>(
+    wanted: &[K],
+    cached: &[std::sync::Arc<K>],
+    baseline: &str,
+    uid: &str,
+    out: &mut PlannedChanges,
+) where
+    K: Resource<DynamicType = ()> + Serialize,
+{
+    let key = |o: &K| (o.meta().namespace.clone(), o.name_any());
+    let line = |o: &K| {
+        let kind = K::kind(&());
+        match &o.meta().namespace {
+            Some(ns) => format!("{kind} {ns}/{}", o.name_any()),
+            None => format!("{kind} {}", o.name_any()),
+        }
+    };
+    let by_key: std::collections::HashMap<_, _> = cached.iter().map(|o| (key(o), &**o)).collect();
+    for w in wanted {
+        match planned(w, by_key.get(&key(w)).copied()) {
+            Outcome::Created => out.create.push(line(w)),
+            Outcome::Updated => out.update.push(line(w)),
+            Outcome::Unchanged => {}
+        }
+    }
+    let keep: std::collections::BTreeSet<_> = wanted.iter().map(key).collect();
+    for o in cached {
+        if !keep.contains(&key(o)) && generated_by(&**o, baseline, uid) {
+            out.delete.push(line(o));
+        }
     }
 }

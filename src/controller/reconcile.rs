@@ -5,6 +5,7 @@ use super::cache::Caches;
 use super::events::{self, EventMemory};
 use super::observe;
 use super::status::{self, StatusInput};
+use crate::crd::EnforcePreview;
 use crate::crd::{Enforcement, GeneratedCounts, SecurityBaseline};
 use crate::metrics::{BaselineLabels, ErrorLabels, KindLabels, Metrics, ViolationLabels};
 use crate::policy::baseline::CompiledBaseline;
@@ -241,28 +242,41 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
 
     // Build: what this baseline wants (pure).
     let api_server = observe::api_server_endpoints(&ctx.caches);
-    let per_ns: BTreeMap<String, NamespaceObjects> = ownership
-        .owned
-        .iter()
-        .map(|ns| {
-            let workloads = observe::workload_pods(&ctx.caches, ns);
-            let webhooks = observe::webhook_backends(&ctx.caches, ns);
-            let inputs = desired::NamespaceContext {
-                labels: namespaces
-                    .iter()
-                    .find(|n| n.metadata.name.as_deref() == Some(ns.as_str()))
-                    .and_then(|n| n.metadata.labels.as_ref()),
-                api_server: &api_server,
-                workloads: &workloads,
-                webhooks: &webhooks,
-            };
-            (
-                ns.clone(),
-                desired::namespace_objects(ns, &inputs, &compiled, owner.as_ref()),
-            )
-        })
-        .collect();
+    let build = |compiled: &CompiledBaseline,
+                 owned: &BTreeSet<String>|
+     -> BTreeMap<String, NamespaceObjects> {
+        owned
+            .iter()
+            .map(|ns| {
+                let workloads = observe::workload_pods(&ctx.caches, ns);
+                let webhooks = observe::webhook_backends(&ctx.caches, ns);
+                let inputs = desired::NamespaceContext {
+                    labels: namespaces
+                        .iter()
+                        .find(|n| n.metadata.name.as_deref() == Some(ns.as_str()))
+                        .and_then(|n| n.metadata.labels.as_ref()),
+                    api_server: &api_server,
+                    workloads: &workloads,
+                    webhooks: &webhooks,
+                };
+                (
+                    ns.clone(),
+                    desired::namespace_objects(ns, &inputs, compiled, owner.as_ref()),
+                )
+            })
+            .collect()
+    };
+    let per_ns = build(&compiled, &ownership.owned);
     let enforce = compiled.settings.enforcement == Enforcement::Enforce;
+    // Audit mode: what Enforce would do, by the same build and the same apply/prune decisions.
+    let preview = (!enforce).then(|| {
+        let mut as_enforce = compiled.clone();
+        as_enforce.settings.enforcement = Enforcement::Enforce;
+        let own = observe::ownership(b, &as_enforce, &namespaces, &others);
+        let wanted = build(&as_enforce, &own.owned);
+        let cluster = desired::cluster_objects(&as_enforce, owner.as_ref());
+        enforce_preview(ctx, &name, &uid, &wanted, &cluster)
+    });
     let cluster = if enforce {
         desired::cluster_objects(&compiled, owner.as_ref())
     } else {
@@ -410,6 +424,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
                 .values()
                 .flat_map(|o| o.allowances.iter().cloned())
                 .collect(),
+            preview,
             conflicts: ownership.conflicts,
             degraded,
             enforce,
@@ -466,6 +481,79 @@ async fn set_finalizer(ctx: &Context, b: &SecurityBaseline, present: bool) -> Re
 }
 
 /// Sets or clears the PSA labels on namespaces; returns how many namespaces carry them.
+/// Most entries a preview lists; the rest are counted.
+const PREVIEW_MAX: usize = 100;
+
+fn enforce_preview(
+    ctx: &Context,
+    name: &str,
+    uid: &str,
+    per_ns: &BTreeMap<String, NamespaceObjects>,
+    cluster: &ClusterObjects,
+) -> EnforcePreview {
+    use super::apply::{plan_kind, PlannedChanges};
+    let mut p = PlannedChanges::default();
+    let policies: Vec<_> = per_ns
+        .values()
+        .flat_map(|o| o.network_policies.iter().cloned())
+        .collect();
+    let roles: Vec<_> = per_ns
+        .values()
+        .flat_map(|o| o.roles.iter().cloned())
+        .collect();
+    let bindings: Vec<_> = per_ns
+        .values()
+        .flat_map(|o| o.role_bindings.iter().cloned())
+        .collect();
+    let c = &ctx.caches;
+    plan_kind(&policies, &c.network_policies.state(), name, uid, &mut p);
+    plan_kind(&roles, &c.roles.state(), name, uid, &mut p);
+    plan_kind(&bindings, &c.role_bindings.state(), name, uid, &mut p);
+    plan_kind(
+        &cluster.admission_policies,
+        &c.admission_policies.state(),
+        name,
+        uid,
+        &mut p,
+    );
+    plan_kind(
+        &cluster.admission_bindings,
+        &c.admission_bindings.state(),
+        name,
+        uid,
+        &mut p,
+    );
+    let mut label = Vec::new();
+    for ns in c.namespaces.state() {
+        let n = ns.name_any();
+        if let Some(o) = per_ns.get(&n).filter(|o| !o.namespace_labels.is_empty()) {
+            if !o
+                .namespace_labels
+                .iter()
+                .all(|(k, v)| ns.labels().get(k) == Some(v))
+            {
+                label.push(n);
+            }
+        }
+    }
+    let mut omitted = 0;
+    let mut cap = |mut v: Vec<String>| {
+        v.sort();
+        if v.len() > PREVIEW_MAX {
+            omitted += (v.len() - PREVIEW_MAX) as u32;
+            v.truncate(PREVIEW_MAX);
+        }
+        v
+    };
+    EnforcePreview {
+        create: cap(p.create),
+        update: cap(p.update),
+        delete: cap(p.delete),
+        label_namespaces: cap(label),
+        omitted,
+    }
+}
+
 async fn namespace_labels(
     ctx: &Context,
     baseline: &str,

@@ -1,6 +1,8 @@
 //! Status: built from the audit and the apply results, written only when it changed.
 
-use crate::crd::{GeneratedCounts, SecurityBaselineStatus, ViolationSummary, ViolationTotals};
+use crate::crd::{
+    EnforcePreview, GeneratedCounts, SecurityBaselineStatus, ViolationSummary, ViolationTotals,
+};
 use crate::policy::audit::AuditReport;
 use crate::policy::rules::Severity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -17,6 +19,8 @@ pub struct StatusInput<'a> {
     pub generated: GeneratedCounts,
     /// Safe-default-deny allowances (API server egress, webhook ingress), one line each.
     pub allowances: Vec<String>,
+    /// Audit mode: what Enforce would create, change and delete.
+    pub preview: Option<EnforcePreview>,
     pub conflicts: Vec<String>,
     /// Problems that kept the reconcile from converging (apply errors), empty when fine.
     pub degraded: Option<String>,
@@ -155,6 +159,7 @@ pub fn build(
             accepted: r.accepted.len() as u32,
         }),
         top_violations,
+        preview: input.preview,
         allowances,
         conflicts,
     }

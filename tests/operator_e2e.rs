@@ -1126,3 +1126,93 @@ async fn audit_previews_exactly_what_enforce_creates() {
     op.assert_never_forbidden();
     delete_baseline(&client, &id).await;
 }
+
+/// The API egress of declared accounts follows the API server's EndpointSlices: an added
+/// endpoint (as when a second API server joins) is allowed, a removed one no longer is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_egress_follows_the_api_servers_endpoints() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("apisync");
+    let ns = TestNamespace::new(&client, "apisync", &[(TEST_LABEL, &id)]).await;
+    let mut dep = common::deployment(&ns.name, "ctl", false);
+    dep["spec"]["template"]["spec"]["serviceAccountName"] = json!("api");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    apply(&deployments, "palisade-tests", &dep).await;
+    apply_baseline(
+        &client,
+        &id,
+        &id,
+        &id,
+        json!({"enforcement": "Enforce",
+               "rbac": {"serviceAccounts": [{"name": "api", "rules": [
+                   {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}]}}),
+    )
+    .await;
+    let mut op = Op::start("apisync", &id, &[]);
+    op.wait_ready().await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let cidrs = || async {
+        let list = policies.list(&ListParams::default()).await.ok()?;
+        let p = list
+            .items
+            .into_iter()
+            .find(|p| p.name_any().starts_with("palisade-allow-apiserver-api-"))?;
+        let rule = p.spec?.egress?.into_iter().next()?;
+        let mut v: Vec<String> = rule
+            .to?
+            .into_iter()
+            .filter_map(|peer| peer.ip_block.map(|b| b.cidr))
+            .collect();
+        v.sort();
+        Some(v)
+    };
+    let before = wait_for("the API egress allow of the api account", DEADLINE, || {
+        cidrs()
+    })
+    .await;
+    assert!(!before.is_empty());
+    let extra = "192.0.2.77/32".to_string();
+    assert!(!before.contains(&extra));
+
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice_name = format!("palisade-test-{id}");
+    apply(
+        &slices,
+        "palisade-tests",
+        &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": slice_name, "labels": {
+                    "kubernetes.io/service-name": "kubernetes",
+                    "endpointslice.kubernetes.io/managed-by": "palisade-tests"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["192.0.2.77"], "conditions": {"ready": true}}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}),
+    )
+    .await;
+    wait_for("the new API server address allowed", DEADLINE, || async {
+        cidrs().await.filter(|c| c.contains(&extra))
+    })
+    .await;
+    slices
+        .delete(&slice_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let after = wait_for(
+        "the removed address no longer allowed",
+        DEADLINE,
+        || async { cidrs().await.filter(|c| !c.contains(&extra)) },
+    )
+    .await;
+    assert_eq!(after, before);
+    let st = wait_converged(&client, &id).await;
+    assert!(
+        st.allowances
+            .iter()
+            .any(|a| a.contains("egress to the API server") && a.contains("ServiceAccount api")),
+        "{:?}",
+        st.allowances
+    );
+    op.assert_never_forbidden();
+    delete_baseline(&client, &id).await;
+}

@@ -574,3 +574,100 @@ spec:
         .collect();
     assert_eq!(flagged, ["app"]);
 }
+
+const WEB_AND_LB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: app}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: web, ports: [{containerPort: 80}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: lb, namespace: app}
+spec:
+  selector: {matchLabels: {app: lb}}
+  template:
+    metadata: {labels: {app: lb}}
+    spec: {containers: [{name: lb, image: lb}]}
+"#;
+
+/// A rule that re-opens a default-denied workload to every pod of the cluster is named, with
+/// the ports it opens; a namespace without default deny is left to network.no-default-deny.
+#[test]
+fn a_default_deny_hole_admitting_every_pod_is_reported_on_the_workload() {
+    let b = baseline("network: {defaultDeny: [Ingress]}");
+    let policies = r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: app}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-anywhere, namespace: app}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{namespaceSelector: {}}], ports: [{port: 80}]}, {from: [{podSelector: {matchLabels: {app: lb}}}]}]
+"#;
+    let r = audit(&b, &format!("{WEB_AND_LB}{policies}"));
+    let holes: Vec<(&str, &str)> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::OpenToAllPods)
+        .map(|f| (f.object.name.as_str(), f.message.as_str()))
+        .collect();
+    assert_eq!(holes.len(), 1, "{holes:?}");
+    assert_eq!(holes[0].0, "web");
+    assert!(
+        holes[0]
+            .1
+            .contains("on 80/TCP through NetworkPolicy app/web-from-anywhere spec.ingress[0]"),
+        "{}",
+        holes[0].1
+    );
+    let open = audit(&b, WEB_AND_LB);
+    assert!(!open.findings.iter().any(|f| f.rule == Rule::OpenToAllPods));
+    assert!(open.findings.iter().any(|f| f.rule == Rule::NoDefaultDeny));
+}
+
+/// Declared allow rules whose pods or peers select nothing allow nothing: reported on the
+/// baseline, field by field; silent without workloads to judge against.
+#[test]
+fn declared_allow_rules_that_select_nothing_are_reported() {
+    let b = baseline(
+        r#"
+network:
+  allow:
+  - {name: ok, podSelector: {matchLabels: {app: web}}, from: [{podSelector: {matchLabels: {app: lb}}}]}
+  - {name: no-pods, podSelector: {matchLabels: {app: db}}, from: [{podSelector: {matchLabels: {app: lb}}}]}
+  - {name: no-peer, podSelector: {matchLabels: {app: web}}, from: [{podSelector: {matchLabels: {app: ghost}}}, {ipBlock: {cidr: 10.0.0.0/8}}]}
+"#,
+    );
+    let r = audit(&b, WEB_AND_LB);
+    let fields: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::AllowSelectsNothing)
+        .map(|f| f.field.as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.network.allow[1].podSelector",
+            "spec.network.allow[2].from[0]"
+        ]
+    );
+    let none = audit(
+        &b,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n",
+    );
+    assert!(!none
+        .findings
+        .iter()
+        .any(|f| f.rule == Rule::AllowSelectsNothing));
+}

@@ -53,7 +53,22 @@ pub fn run(args: AuditArgs) -> ExitCode {
         &mut |obj, src| auditor.add(obj, Some(&src)),
         &mut diags,
     );
-    let report = auditor.finish();
+    let mut report = auditor.finish();
+    // Findings about the baseline itself point at the baseline's file.
+    if let Some(path) = &args.baseline {
+        let file: std::sync::Arc<str> = path.as_str().into();
+        for f in report
+            .findings
+            .iter_mut()
+            .filter(|f| f.object.kind == "SecurityBaseline" && f.source.is_none())
+        {
+            f.source = Some(palisade::policy::finding::Source {
+                file: file.clone(),
+                document: 0,
+                line: 1,
+            });
+        }
+    }
     {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -76,6 +76,8 @@ pub struct Auditor<'b> {
     /// namespace says nothing about its pods' traffic.
     network_namespaces: std::collections::BTreeSet<String>,
     policies: HashMap<String, Vec<PolicySummary>>,
+    /// Namespaces, workloads and NetworkPolicies for the reachability findings.
+    net: super::netpol::universe::UniverseBuilder,
     /// Where non-workload objects came from, for findings made after the stream ends.
     sources: HashMap<ObjectRef, Source>,
     roles: Vec<Role>,
@@ -98,6 +100,7 @@ impl<'b> Auditor<'b> {
             namespaces: BTreeMap::new(),
             network_namespaces: Default::default(),
             policies: HashMap::new(),
+            net: Default::default(),
             sources: HashMap::new(),
             roles: Vec::new(),
             cluster_roles: Vec::new(),
@@ -115,6 +118,9 @@ impl<'b> Auditor<'b> {
             self.sources.insert(r, src.clone());
         }
         self.annotations(&object);
+        if matches!(object, Object::Namespace(_) | Object::NetworkPolicy(_)) {
+            self.net.add(&object, false);
+        }
         match object {
             Object::Workload(w) => self.workload(&w, source),
             Object::Namespace(ns) => self.namespace(ns),
@@ -251,6 +257,7 @@ impl<'b> Auditor<'b> {
             self.saw_namespace(ns);
             self.network_namespaces.insert(ns.to_string());
         }
+        self.net.add_workload(w, false);
         let Some(pod) = w.pod_target() else { return };
         let object = w.object_ref();
         let s = &self.baseline.settings;
@@ -343,6 +350,7 @@ impl<'b> Auditor<'b> {
             .cloned()
             .collect();
         self.network_findings(&network);
+        self.reach_findings();
         if self.baseline.settings.rbac_audit {
             self.rbac_findings();
         }
@@ -387,6 +395,49 @@ impl<'b> Auditor<'b> {
             accepted,
             namespaces: covered,
             objects: self.objects,
+        }
+    }
+
+    /// Default-deny holes that admit every pod, and declared allow rules that select nothing.
+    fn reach_findings(&mut self) {
+        let net = std::mem::take(&mut self.net);
+        let (cluster, _) = net.build();
+        // Offline a workload stands for its pods as `Kind/name` (a bare Pod by its name).
+        let objects: Vec<ObjectRef> = cluster
+            .pods
+            .iter()
+            .map(|p| match p.name.split_once('/') {
+                Some((kind, name)) => ObjectRef::new(kind, Some(&p.namespace), name),
+                None => ObjectRef::new("Pod", Some(&p.namespace), &p.name),
+            })
+            .collect();
+        let mut out = Vec::new();
+        super::reach::open_to_all_pods(&cluster, &objects, &mut out);
+        let labels_of = |ns: &str| cluster.namespaces.get(ns).cloned().unwrap_or_default();
+        super::reach::allow_rules_selecting_nothing(
+            self.baseline,
+            &cluster.pods,
+            &|ns| self.covered(ns),
+            &labels_of,
+            &mut out,
+        );
+        let by_object: HashMap<&ObjectRef, usize> =
+            objects.iter().enumerate().map(|(i, o)| (o, i)).collect();
+        for f in out {
+            let labels = by_object
+                .get(&f.object)
+                .map(|&i| cluster.pods[i].labels.clone())
+                .unwrap_or_default();
+            let subject = Subject {
+                namespace: f.object.namespace.as_deref(),
+                name: &f.object.name,
+                labels: &labels,
+            };
+            if self.baseline.exemption_for(f.rule, &subject).is_some() {
+                self.exempted += 1;
+            } else {
+                self.findings.push(f);
+            }
         }
     }
 

@@ -11,6 +11,7 @@ pub mod network;
 pub mod object;
 pub mod pss;
 pub mod rbac;
+pub mod reach;
 pub mod rules;
 pub mod selector;
 pub mod settings;

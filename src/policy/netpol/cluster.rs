@@ -110,19 +110,14 @@ impl Verdict {
     }
 }
 
-/// A fixed-size set of pod indices.
+/// A set of pod indices, sorted (sparse: a rule's peers are usually a small part of a large
+/// cluster, and a bitset per rule would cost rules × pods bits).
 #[derive(Clone, Debug, Default)]
-struct PodSet(Vec<u64>);
+struct PodSet(Vec<u32>);
 
 impl PodSet {
-    fn new(n: usize) -> Self {
-        PodSet(vec![0; n.div_ceil(64)])
-    }
-    fn insert(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
     fn contains(&self, i: usize) -> bool {
-        self.0[i / 64] & (1 << (i % 64)) != 0
+        self.0.binary_search(&(i as u32)).is_ok()
     }
 }
 
@@ -207,14 +202,20 @@ impl Cluster {
         let n = self.pods.len();
         let empty = Labels::new();
         let ns_labels = |ns: &str| self.namespaces.get(ns).unwrap_or(&empty);
+        // Pods by namespace (pod-network pods only: policies neither select nor match the
+        // others), so each selector is evaluated against the pods it can concern.
+        let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, pod) in self.pods.iter().enumerate() {
+            if !pod.host_network {
+                by_ns.entry(pod.namespace.as_str()).or_default().push(i);
+            }
+        }
+        let with_ips: Vec<usize> = (0..n).filter(|&i| !self.pods[i].ips.is_empty()).collect();
         let mut isolating = vec![[Vec::new(), Vec::new()]; n];
         let mut indexed = Vec::with_capacity(self.policies.len());
         for (pi, policy) in self.policies.iter().enumerate() {
-            for (i, pod) in self.pods.iter().enumerate() {
-                if !pod.host_network
-                    && pod.namespace == policy.namespace
-                    && policy.pod_selector.matches(&pod.labels)
-                {
+            for &i in by_ns.get(policy.namespace.as_str()).into_iter().flatten() {
+                if policy.pod_selector.matches(&self.pods[i].labels) {
                     for way in [Way::Ingress, Way::Egress] {
                         if policy.rules(way).is_some() {
                             isolating[i][slot(way)].push(pi);
@@ -222,6 +223,32 @@ impl Cluster {
                     }
                 }
             }
+            let peer_pods = |peer: &Peer, set: &mut Vec<u32>| match peer {
+                Peer::Pods { namespaces, pods } => {
+                    let candidates: Vec<&Vec<usize>> = match namespaces {
+                        Namespaces::Own => {
+                            by_ns.get(policy.namespace.as_str()).into_iter().collect()
+                        }
+                        Namespaces::Matching(s) => by_ns
+                            .iter()
+                            .filter(|(ns, _)| s.matches(ns_labels(ns)))
+                            .map(|(_, v)| v)
+                            .collect(),
+                    };
+                    for &i in candidates.into_iter().flatten() {
+                        if pods.matches(&self.pods[i].labels) {
+                            set.push(i as u32);
+                        }
+                    }
+                }
+                Peer::IpBlock { .. } => {
+                    for &i in &with_ips {
+                        if ip_block_matches(peer, self.pods[i].ips[0]) {
+                            set.push(i as u32);
+                        }
+                    }
+                }
+            };
             let index_rules = |way: Way| -> Vec<IndexedRule> {
                 policy
                     .rules(way)
@@ -229,31 +256,13 @@ impl Cluster {
                     .iter()
                     .map(|rule| IndexedRule {
                         pod_peers: rule.peers.as_ref().map(|peers| {
-                            let mut set = PodSet::new(n);
-                            for (i, pod) in self.pods.iter().enumerate() {
-                                let hit = peers.iter().any(|peer| match peer {
-                                    Peer::Pods { namespaces, pods } => {
-                                        !pod.host_network
-                                            && match namespaces {
-                                                Namespaces::Own => {
-                                                    pod.namespace == policy.namespace
-                                                }
-                                                Namespaces::Matching(s) => {
-                                                    s.matches(ns_labels(&pod.namespace))
-                                                }
-                                            }
-                                            && pods.matches(&pod.labels)
-                                    }
-                                    Peer::IpBlock { .. } => pod
-                                        .ips
-                                        .first()
-                                        .is_some_and(|ip| ip_block_matches(peer, *ip)),
-                                });
-                                if hit {
-                                    set.insert(i);
-                                }
+                            let mut set = Vec::new();
+                            for peer in peers {
+                                peer_pods(peer, &mut set);
                             }
-                            set
+                            set.sort_unstable();
+                            set.dedup();
+                            PodSet(set)
                         }),
                     })
                     .collect()
@@ -401,6 +410,43 @@ impl Cluster {
         } else {
             Side::Allowed(allowed)
         }
+    }
+
+    /// Ingress rules that admit every pod of the cluster to `pod` (no peers, a peer of every
+    /// namespace and pod, or an ipBlock of all addresses), with their ports (`None`: all).
+    /// Empty when no policy isolates the pod for ingress: that is a missing default deny.
+    pub fn ingress_open_to_all(
+        &self,
+        pod: usize,
+    ) -> Vec<(RuleRef, Option<&[super::compile::Port]>)> {
+        let everyone = |peer: &Peer| match peer {
+            Peer::Pods { namespaces, pods } => {
+                matches!(namespaces, Namespaces::Matching(s) if s.is_everything())
+                    && pods.is_everything()
+            }
+            Peer::IpBlock { cidr, except } => except.is_empty() && cidr.to_string().ends_with("/0"),
+        };
+        let mut out = Vec::new();
+        for &pi in &self.isolating[pod][slot(Way::Ingress)] {
+            let p = &self.policies[pi];
+            for (index, rule) in p.rules(Way::Ingress).unwrap_or_default().iter().enumerate() {
+                if rule
+                    .peers
+                    .as_ref()
+                    .is_none_or(|peers| peers.iter().any(everyone))
+                {
+                    out.push((
+                        RuleRef {
+                            policy: format!("{}/{}", p.namespace, p.name),
+                            way: Way::Ingress,
+                            index,
+                        },
+                        rule.ports.as_deref(),
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The endpoint for an address: the pod that has it, else the address itself.

@@ -76,7 +76,8 @@ impl UniverseBuilder {
         }
     }
 
-    fn add_workload(&mut self, w: &Workload, live: bool) {
+    /// Adds one workload (see [`UniverseBuilder::add`]).
+    pub fn add_workload(&mut self, w: &Workload, live: bool) {
         let is_pod = matches!(w, Workload::Pod(_));
         // Live, the Pods are the endpoints; offline, top-level objects stand for their pods.
         if (live && !is_pod) || (!live && w.is_owned_by_workload()) {

@@ -671,3 +671,87 @@ network:
         .iter()
         .any(|f| f.rule == Rule::AllowSelectsNothing));
 }
+
+/// With the API server's address known, a workload that can reach it although its account is
+/// undeclared (or mounts no token) is reported; the declared, token-mounting account is not.
+#[test]
+fn api_reachable_without_need_follows_accounts_and_policies() {
+    let b = baseline(
+        r#"
+network:
+  defaultDeny: [Egress]
+  allowAPIServer: {podSelector: {matchLabels: {app: tokenless}}}
+rbac: {serviceAccounts: [{name: api, rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]}]}
+"#,
+    );
+    let workload = |name: &str, ns: &str, sa: &str, token: bool| {
+        format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{serviceAccountName: {sa}, automountServiceAccountToken: {token}, containers: [{{name: c, image: c}}]}}\n"
+        )
+    };
+    let manifests = [
+        workload("ctl", "guarded", "api", true),
+        workload("tokenless", "guarded", "api", false),
+        workload("web", "guarded", "default", false),
+        workload("open", "flat", "default", false),
+    ]
+    .concat();
+    let api_server = [("10.0.0.1".parse().unwrap(), 6443)];
+    // What Palisade generates in `guarded` (default deny egress + API allows), nothing in `flat`.
+    let mut workloads = Vec::new();
+    let mut diags = vec![];
+    manifest::load_str(
+        "w.yaml",
+        &manifests,
+        &mut |o, _| {
+            if let palisade::policy::object::Object::Workload(w) = o {
+                if w.namespace() == Some("guarded") {
+                    workloads.extend(desired::WorkloadPods::of(&w));
+                }
+            }
+        },
+        &mut diags,
+    );
+    let ctx = desired::NamespaceContext {
+        api_server: &api_server,
+        workloads: &workloads,
+        ..Default::default()
+    };
+    let generated = desired::namespace_objects("guarded", &ctx, &b, None).network_policies;
+    let mut auditor = Auditor::new(&b);
+    auditor.set_api_server(&api_server);
+    manifest::load_str(
+        "w.yaml",
+        &manifests,
+        &mut |o, s| auditor.add(o, Some(&s)),
+        &mut diags,
+    );
+    for np in generated {
+        auditor.add(palisade::policy::object::Object::NetworkPolicy(np), None);
+    }
+    assert!(diags.is_empty(), "{diags:?}");
+    let r = auditor.finish();
+    let mut flagged: Vec<(&str, &str)> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::ApiReachableWithoutNeed)
+        .map(|f| (f.object.name.as_str(), f.message.as_str()))
+        .collect();
+    flagged.sort();
+    let names: Vec<&str> = flagged.iter().map(|f| f.0).collect();
+    // ctl: declared and mounting its token; web: default deny cuts it off.
+    assert_eq!(names, ["open", "tokenless"], "{flagged:?}");
+    assert!(
+        flagged[0]
+            .1
+            .contains("no NetworkPolicy isolates its egress"),
+        "{}",
+        flagged[0].1
+    );
+    assert!(flagged[1].1.contains("mount no token"), "{}", flagged[1].1);
+    assert!(
+        flagged[1].1.contains("palisade-allow-apiserver"),
+        "{}",
+        flagged[1].1
+    );
+}

@@ -21,6 +21,10 @@ pub struct AuditArgs {
     /// Evaluate exemption expiry at this instant (RFC 3339) instead of now.
     #[arg(long)]
     now: Option<Timestamp>,
+    /// The API server's endpoint (IP:PORT, repeatable; in a cluster, the addresses of the
+    /// `default/kubernetes` EndpointSlice): enables network.api-reachable-without-need.
+    #[arg(long = "api-server")]
+    api_server: Vec<std::net::SocketAddr>,
     /// Threads parsing files (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -43,6 +47,8 @@ pub fn run(args: AuditArgs) -> ExitCode {
         }
     };
     let mut auditor = Auditor::new(&baseline);
+    let api_server: Vec<_> = args.api_server.iter().map(|a| (a.ip(), a.port())).collect();
+    auditor.set_api_server(&api_server);
     let mut diags = Vec::new();
     let threads = args
         .threads

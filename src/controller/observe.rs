@@ -97,6 +97,7 @@ pub fn audit(
     let names: BTreeSet<String> = namespaces.iter().map(|n| n.name_any()).collect();
     let in_scope = |ns: Option<&str>| ns.is_some_and(|ns| names.contains(ns));
     let mut auditor = Auditor::new(compiled);
+    auditor.set_api_server(&api_server_endpoints(caches));
     for ns in namespaces {
         auditor.add(Object::Namespace((**ns).clone()), None);
     }

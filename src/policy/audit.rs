@@ -78,6 +78,10 @@ pub struct Auditor<'b> {
     policies: HashMap<String, Vec<PolicySummary>>,
     /// Namespaces, workloads and NetworkPolicies for the reachability findings.
     net: super::netpol::universe::UniverseBuilder,
+    /// The API server's endpoints, when known (operator; `audit --api-server`).
+    api_server: Vec<(std::net::IpAddr, u16)>,
+    /// Workload -> (namespace, ServiceAccount, pod-level automountServiceAccountToken).
+    accounts: HashMap<ObjectRef, (Option<String>, String, Option<bool>)>,
     /// Where non-workload objects came from, for findings made after the stream ends.
     sources: HashMap<ObjectRef, Source>,
     roles: Vec<Role>,
@@ -101,6 +105,8 @@ impl<'b> Auditor<'b> {
             network_namespaces: Default::default(),
             policies: HashMap::new(),
             net: Default::default(),
+            api_server: Vec::new(),
+            accounts: HashMap::new(),
             sources: HashMap::new(),
             roles: Vec::new(),
             cluster_roles: Vec::new(),
@@ -108,6 +114,12 @@ impl<'b> Auditor<'b> {
             cluster_role_bindings: Vec::new(),
             acceptances: HashMap::new(),
         }
+    }
+
+    /// Tells the audit where the API server listens, so `network.api-reachable-without-need`
+    /// can be judged (without it the rule is not evaluated).
+    pub fn set_api_server(&mut self, endpoints: &[(std::net::IpAddr, u16)]) {
+        self.api_server = endpoints.to_vec();
     }
 
     /// Evaluates or records one object. `source` tags the findings with where the object came from.
@@ -260,6 +272,21 @@ impl<'b> Auditor<'b> {
         self.net.add_workload(w, false);
         let Some(pod) = w.pod_target() else { return };
         let object = w.object_ref();
+        if !self.api_server.is_empty() {
+            let sa = pod
+                .spec
+                .service_account_name
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            self.accounts.insert(
+                object.clone(),
+                (
+                    object.namespace.clone(),
+                    sa,
+                    pod.spec.automount_service_account_token,
+                ),
+            );
+        }
         let s = &self.baseline.settings;
         let mut out = Vec::new();
         pss::check(&pod, s.level, s.version, &mut out);
@@ -413,6 +440,28 @@ impl<'b> Auditor<'b> {
             .collect();
         let mut out = Vec::new();
         super::reach::open_to_all_pods(&cluster, &objects, &mut out);
+        if !self.api_server.is_empty() {
+            let account = |i: usize| {
+                let (ns, name, pod_level) = self.accounts.get(&objects[i])?.clone();
+                let sa_level = self
+                    .service_accounts
+                    .get(&(ns, name.clone()))
+                    .copied()
+                    .flatten();
+                Some(super::reach::Account {
+                    declared: self.baseline.declared_service_accounts.contains(&name),
+                    mounts_token: pod_level.or(sa_level).unwrap_or(true),
+                    name,
+                })
+            };
+            super::reach::api_reachable_without_need(
+                &cluster,
+                &objects,
+                &account,
+                &self.api_server,
+                &mut out,
+            );
+        }
         let labels_of = |ns: &str| cluster.namespaces.get(ns).cloned().unwrap_or_default();
         super::reach::allow_rules_selecting_nothing(
             self.baseline,

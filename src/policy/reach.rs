@@ -130,6 +130,65 @@ pub fn allow_rules_selecting_nothing(
     }
 }
 
+/// What the API-server check knows of a workload's account.
+pub struct Account {
+    pub name: String,
+    pub declared: bool,
+    /// Whether its pods mount the account's token (pod setting, else the account's, else yes).
+    pub mounts_token: bool,
+}
+
+/// Workloads that can open connections to the API server's endpoints although their account has
+/// no declared permissions or their pods mount no token: the path a stolen-token attack needs,
+/// open to a pod that has no use for it.
+pub fn api_reachable_without_need(
+    cluster: &Cluster,
+    objects: &[ObjectRef],
+    account: &dyn Fn(usize) -> Option<Account>,
+    api_server: &[(std::net::IpAddr, u16)],
+    out: &mut Vec<Finding>,
+) {
+    use super::netpol::{Endpoint, Protocol, Side};
+    for (i, object) in objects.iter().enumerate() {
+        let Some(acct) = account(i) else { continue };
+        if acct.declared && acct.mounts_token {
+            continue;
+        }
+        let open = api_server.iter().find_map(|(ip, port)| {
+            let v = cluster.verdict(Endpoint::Pod(i), Endpoint::Ip(*ip), *port, Protocol::Tcp);
+            match v.egress {
+                Side::Allowed(rules) => Some(format!(
+                    "{ip}:{port} through NetworkPolicy {}",
+                    rules
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Side::NotIsolated => {
+                    Some(format!("{ip}:{port}: no NetworkPolicy isolates its egress"))
+                }
+                _ => None,
+            }
+        });
+        let Some(path) = open else { continue };
+        let why = if acct.declared {
+            format!("its pods mount no token of ServiceAccount {}", acct.name)
+        } else {
+            format!(
+                "ServiceAccount {} is not declared in spec.rbac.serviceAccounts",
+                acct.name
+            )
+        };
+        out.push(Finding::new(
+            Rule::ApiReachableWithoutNeed,
+            object.clone(),
+            "spec.serviceAccountName".into(),
+            format!("can reach the API server ({path}) although {why}; only declared accounts keep API egress under default deny"),
+        ));
+    }
+}
+
 /// Builds the model for both checks from the auditor's collected pods and policies.
 pub fn model(
     namespaces: impl IntoIterator<Item = (String, Labels)>,

@@ -133,6 +133,7 @@ rules! {
     NoDefaultDeny => "network.no-default-deny", Medium, Network, "CIS 5.3.2", "every namespace needs a default-deny NetworkPolicy";
     AllowAllOverride => "network.allow-all-override", High, Network, "CIS 5.3.2", "a NetworkPolicy must not re-open all traffic";
     OpenToAllPods => "network.open-to-all-pods", Medium, Network, "CIS 5.3.2", "a workload under default deny must not admit every pod of the cluster";
+    ApiReachableWithoutNeed => "network.api-reachable-without-need", Medium, Network, "CIS 5.1.6, 5.3.2", "only workloads whose account is declared, and that mount its token, may reach the API server";
     AllowSelectsNothing => "network.allow-selects-nothing", Low, Network, "Palisade: spec.network.allow", "a declared allow rule must select the pods and peers it names";
     ExemptionExpired => "exemption.expired", Low, Baseline, "Palisade: exemptions", "expired exemptions must be renewed or removed";
     AcceptedRiskInvalid => "accepted-risk.invalid", Low, Baseline, "Palisade: accepted-risk annotations", "accepted-risk annotations need a known rule, a reason of 10+ characters and a ClusterRole or ClusterRoleBinding";

@@ -577,50 +577,56 @@ impl PeerEnds<'_> {
         (!rule.ports.is_empty()).then(|| rule.ports.clone())
     }
 
-    /// Egress for `from` peers living here, to the rule's pods.
-    fn sources(&self, rule: &AllowRule) -> Vec<(usize, NetworkPolicySpec)> {
-        rule.from
+    /// One policy per peer of `peers` living here, opening `way` to or from the rule's pods:
+    /// egress for `from` peers, ingress for `to` peers.
+    fn ends(
+        &self,
+        rule: &AllowRule,
+        peers: &[NetworkPolicyPeer],
+        way: Direction,
+    ) -> Vec<(usize, NetworkPolicySpec)> {
+        peers
             .iter()
             .enumerate()
             .filter(|(_, p)| self.lives_here(p))
             .map(|(i, p)| {
-                (
-                    i,
-                    NetworkPolicySpec {
-                        pod_selector: Some(p.pod_selector.clone().unwrap_or_default()),
-                        policy_types: Some(vec!["Egress".into()]),
-                        egress: Some(vec![NetworkPolicyEgressRule {
-                            to: Some(vec![self.rule_pods(rule, p)]),
-                            ports: Self::ports(rule),
+                let other_end = Some(vec![self.rule_pods(rule, p)]);
+                let ports = Self::ports(rule);
+                let (ingress, egress) = match way {
+                    Direction::Ingress => (
+                        Some(vec![NetworkPolicyIngressRule {
+                            from: other_end,
+                            ports,
                         }]),
-                        ingress: None,
-                    },
-                )
+                        None,
+                    ),
+                    Direction::Egress => (
+                        None,
+                        Some(vec![NetworkPolicyEgressRule {
+                            to: other_end,
+                            ports,
+                        }]),
+                    ),
+                };
+                let spec = NetworkPolicySpec {
+                    pod_selector: Some(p.pod_selector.clone().unwrap_or_default()),
+                    policy_types: Some(vec![way.as_str().into()]),
+                    ingress,
+                    egress,
+                };
+                (i, spec)
             })
             .collect()
     }
 
+    /// Egress for `from` peers living here, to the rule's pods.
+    fn sources(&self, rule: &AllowRule) -> Vec<(usize, NetworkPolicySpec)> {
+        self.ends(rule, &rule.from, Direction::Egress)
+    }
+
     /// Ingress for `to` peers living here, from the rule's pods.
     fn destinations(&self, rule: &AllowRule) -> Vec<(usize, NetworkPolicySpec)> {
-        rule.to
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| self.lives_here(p))
-            .map(|(i, p)| {
-                (
-                    i,
-                    NetworkPolicySpec {
-                        pod_selector: Some(p.pod_selector.clone().unwrap_or_default()),
-                        policy_types: Some(vec!["Ingress".into()]),
-                        ingress: Some(vec![NetworkPolicyIngressRule {
-                            from: Some(vec![self.rule_pods(rule, p)]),
-                            ports: Self::ports(rule),
-                        }]),
-                        egress: None,
-                    },
-                )
-            })
-            .collect()
+        self.ends(rule, &rule.to, Direction::Ingress)
     }
 }
 

@@ -170,6 +170,12 @@ impl Ctx<'_> {
     }
 }
 
+/// A rule's peers (`from` or `to`) and ports, as written.
+type RawRule<'a> = (
+    Option<&'a [NetworkPolicyPeer]>,
+    Option<&'a [NetworkPolicyPort]>,
+);
+
 /// The policy's namespace as the API server would store it (`default` when a manifest omits it).
 pub fn policy_namespace(np: &NetworkPolicy) -> &str {
     np.metadata.namespace.as_deref().unwrap_or("default")
@@ -210,36 +216,33 @@ pub fn compile(np: &NetworkPolicy) -> Result<CompiledPolicy, InvalidPolicy> {
             egress = spec.egress.as_ref().is_some_and(|e| !e.is_empty());
         }
     }
-    let ingress_rules = spec
-        .ingress
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, r)| {
-            rule(
-                &ctx,
-                &format!("spec.ingress[{i}]"),
-                "from",
-                r.from.as_deref(),
-                r.ports.as_deref(),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let egress_rules = spec
-        .egress
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, r)| {
-            rule(
-                &ctx,
-                &format!("spec.egress[{i}]"),
-                "to",
-                r.to.as_deref(),
-                r.ports.as_deref(),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let compile_rules = |key: &str, peers_key: &str, rules: Vec<RawRule<'_>>| {
+        rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, (peers, ports))| {
+                rule(&ctx, &format!("spec.{key}[{i}]"), peers_key, peers, ports)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let ingress_rules = compile_rules(
+        "ingress",
+        "from",
+        spec.ingress
+            .iter()
+            .flatten()
+            .map(|r| (r.from.as_deref(), r.ports.as_deref()))
+            .collect(),
+    )?;
+    let egress_rules = compile_rules(
+        "egress",
+        "to",
+        spec.egress
+            .iter()
+            .flatten()
+            .map(|r| (r.to.as_deref(), r.ports.as_deref()))
+            .collect(),
+    )?;
     Ok(CompiledPolicy {
         namespace: ctx.namespace.to_string(),
         name: ctx.name.to_string(),

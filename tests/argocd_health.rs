@@ -156,6 +156,7 @@ fn baseline_with_status(
             generated: GeneratedCounts::default(),
             allowances: Vec::new(),
             preview: None,
+            refused_rules: Vec::new(),
             conflicts,
             degraded,
             enforce: true,

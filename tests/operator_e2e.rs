@@ -1216,3 +1216,95 @@ async fn api_server_egress_follows_the_api_servers_endpoints() {
     op.assert_never_forbidden();
     delete_baseline(&client, &id).await;
 }
+
+/// The admin client impersonating Palisade's ServiceAccount (with deploy/base RBAC applied):
+/// what that account may do, without its 403s counting against the operators under test, which
+/// share the account (the audit log names the impersonating user).
+async fn as_operator_account() -> Client {
+    common::operator_kubeconfig(); // applies deploy/base's RBAC
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info.impersonate = Some(common::OPERATOR_USER.into());
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        "system:serviceaccounts:palisade-system".into(),
+        "system:authenticated".into(),
+    ]);
+    Client::try_from(config).unwrap()
+}
+
+/// Palisade holds no escalate/bind: a declared rule outside the grantable ceiling is left out of
+/// the generated Role and reported on the baseline, and the API server itself refuses Palisade's
+/// account a Role with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_outside_the_grantable_ceiling_are_refused_and_reported() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("ceiling");
+    let ns = TestNamespace::new(&client, "ceiling", &[(TEST_LABEL, &id)]).await;
+    apply_baseline(
+        &client,
+        &id,
+        &id,
+        &id,
+        json!({"enforcement": "Enforce",
+               "rbac": {"serviceAccounts": [{"name": "api", "rules": [
+                   {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+                   {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}]}}),
+    )
+    .await;
+    let mut op = Op::start("ceiling", &id, &[]);
+    // Checked first: nothing Palisade itself sent was refused (it never tries the refused rule).
+    op.wait_ready().await;
+    let roles: Api<Role> = Api::namespaced(client.clone(), &ns.name);
+    let st = wait_for(
+        "the Role within the ceiling, the rest reported",
+        DEADLINE,
+        || async {
+            let s = converged(&get_baseline(&client, &id).await?)?;
+            let role = roles.get("palisade-api").await.ok()?;
+            let resources: Vec<String> = role
+                .rules?
+                .iter()
+                .flat_map(|r| r.resources.clone().unwrap_or_default())
+                .collect();
+            (resources == ["configmaps"]).then_some(s)
+        },
+    )
+    .await;
+    let degraded = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.status, "True");
+    assert_eq!(degraded.reason, "RulesOutsideGrantableCeiling");
+    assert!(
+        degraded
+            .message
+            .contains("spec.rbac.serviceAccounts[0].rules[1]"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        !degraded.message.contains("rules[0]"),
+        "{}",
+        degraded.message
+    );
+    op.assert_never_forbidden();
+
+    // The API server enforces the ceiling: Palisade's own account cannot write the refused rule.
+    let as_palisade: Api<Role> = Api::namespaced(as_operator_account().await, &ns.name);
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "escalation-attempt"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    }))
+    .unwrap();
+    match as_palisade.create(&PostParams::default(), &role).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(e.message.contains("escalat"), "{}", e.message);
+        }
+        other => panic!("Palisade's account must not be able to grant secrets: {other:?}"),
+    }
+    delete_baseline(&client, &id).await;
+}

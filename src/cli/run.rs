@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Results listed per report at most (the summary counts all findings).
     #[arg(long, default_value_t = palisade::controller::reports::DEFAULT_MAX_RESULTS)]
     reports_max_results: usize,
+    /// ClusterRole bounding what generated Roles may grant; Palisade must be bound to it (it
+    /// holds what it hands out, so it needs no escalate or bind).
+    #[arg(long, default_value = "palisade-grantable")]
+    grantable_clusterrole: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -79,6 +83,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         baseline_selector: args.baseline_selector.clone(),
         reports: args.reports,
         report_max_results: args.reports_max_results,
+        grantable: args.grantable_clusterrole.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub reports: bool,
     /// Results per report at most (`--reports-max-results`).
     pub report_max_results: usize,
+    /// The ClusterRole whose rules bound what generated Roles may grant (`--grantable-clusterrole`).
+    pub grantable: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +248,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         failures: Default::default(),
         resync: opts.resync,
         reports,
+        grantable: opts.grantable.clone(),
     });
 
     spawn_metrics_sweep(ctx.clone(), index.baselines.clone());

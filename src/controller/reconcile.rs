@@ -46,6 +46,8 @@ pub struct Context {
     pub resync: Duration,
     /// OpenReports publishing (or pruning only, with `--reports` off); None without the API.
     pub reports: Option<super::reports::Reports>,
+    /// The ceiling ClusterRole of generated Roles.
+    pub grantable: String,
 }
 
 /// Why a reconcile failed; `category` is a bounded label for metrics.
@@ -266,14 +268,16 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
             })
             .collect()
     };
-    let per_ns = build(&compiled, &ownership.owned);
+    let mut per_ns = build(&compiled, &ownership.owned);
+    let refused = bound_by_ceiling(ctx, &compiled, &mut per_ns);
     let enforce = compiled.settings.enforcement == Enforcement::Enforce;
     // Audit mode: what Enforce would do, by the same build and the same apply/prune decisions.
     let preview = (!enforce).then(|| {
         let mut as_enforce = compiled.clone();
         as_enforce.settings.enforcement = Enforcement::Enforce;
         let own = observe::ownership(b, &as_enforce, &namespaces, &others);
-        let wanted = build(&as_enforce, &own.owned);
+        let mut wanted = build(&as_enforce, &own.owned);
+        bound_by_ceiling(ctx, &as_enforce, &mut wanted);
         let cluster = desired::cluster_objects(&as_enforce, owner.as_ref());
         enforce_preview(ctx, &name, &uid, &wanted, &cluster)
     });
@@ -425,6 +429,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
                 .flat_map(|o| o.allowances.iter().cloned())
                 .collect(),
             preview,
+            refused_rules: refused,
             conflicts: ownership.conflicts,
             degraded,
             enforce,
@@ -481,6 +486,47 @@ async fn set_finalizer(ctx: &Context, b: &SecurityBaseline, present: bool) -> Re
 }
 
 /// Sets or clears the PSA labels on namespaces; returns how many namespaces carry them.
+/// Leaves out of every generated Role the rules its ceiling ClusterRole does not hold (the API
+/// server would refuse the whole Role: Palisade has no `escalate`), and names them for status:
+/// `spec.rbac.serviceAccounts[i].rules[j]` per refused declared rule.
+fn bound_by_ceiling(
+    ctx: &Context,
+    compiled: &CompiledBaseline,
+    per_ns: &mut BTreeMap<String, NamespaceObjects>,
+) -> Vec<String> {
+    use crate::policy::rbac::ceiling::covers;
+    let ceiling: Vec<_> = ctx
+        .caches
+        .cluster_roles
+        .state()
+        .into_iter()
+        .find(|r| r.name_any() == ctx.grantable)
+        .and_then(|r| r.rules.clone())
+        .unwrap_or_default();
+    let mut refused = Vec::new();
+    for (i, sa) in compiled
+        .spec
+        .rbac
+        .iter()
+        .flat_map(|r| r.service_accounts.iter())
+        .enumerate()
+    {
+        for (j, rule) in sa.rules.iter().enumerate() {
+            if !covers(&ceiling, &rule.to_policy_rule()) {
+                refused.push(format!("spec.rbac.serviceAccounts[{i}].rules[{j}]"));
+            }
+        }
+    }
+    for objects in per_ns.values_mut() {
+        for role in &mut objects.roles {
+            if let Some(rules) = &mut role.rules {
+                rules.retain(|r| covers(&ceiling, r));
+            }
+        }
+    }
+    refused
+}
+
 /// Most entries a preview lists; the rest are counted.
 const PREVIEW_MAX: usize = 100;
 

@@ -21,6 +21,8 @@ pub struct StatusInput<'a> {
     pub allowances: Vec<String>,
     /// Audit mode: what Enforce would create, change and delete.
     pub preview: Option<EnforcePreview>,
+    /// Declared Role rules outside the grantable ceiling, left out of the generated Roles.
+    pub refused_rules: Vec<String>,
     pub conflicts: Vec<String>,
     /// Problems that kept the reconcile from converging (apply errors), empty when fine.
     pub degraded: Option<String>,
@@ -111,6 +113,17 @@ pub fn build(
         },
         match (&input.degraded, input.conflicts.is_empty()) {
             (Some(why), _) => condition("Degraded", true, "ApplyFailed", why.clone(), g, now),
+            (None, _) if !input.refused_rules.is_empty() => condition(
+                "Degraded",
+                true,
+                "RulesOutsideGrantableCeiling",
+                format!(
+                    "not granted (outside the grantable ceiling ClusterRole; ask the cluster admin to aggregate them into it, or remove them): {}",
+                    input.refused_rules.join(", ")
+                ),
+                g,
+                now,
+            ),
             (None, false) => condition(
                 "Degraded",
                 true,

@@ -22,6 +22,7 @@
 mod aggregate;
 mod bindings;
 mod bootstrap;
+pub mod ceiling;
 mod grants;
 
 use self::aggregate::{Aggregation, Sourced};

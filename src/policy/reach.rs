@@ -29,10 +29,14 @@ fn ports_text(ports: Option<&[Port]>) -> String {
 }
 
 /// Workloads (pods stand for them: `objects[i]` is `pods[i]`'s object) that default deny isolates
-/// for ingress but a rule opens to every pod of the cluster.
+/// for ingress but a rule opens to every pod of the cluster on some ports. A rule open on every
+/// port is `network.allow-all-override`, reported once on the policy, not again per workload.
 pub fn open_to_all_pods(cluster: &Cluster, objects: &[ObjectRef], out: &mut Vec<Finding>) {
     for (i, object) in objects.iter().enumerate() {
         for (rule, ports) in cluster.ingress_open_to_all(i) {
+            if ports.is_none() {
+                continue;
+            }
             out.push(Finding::new(
                 Rule::OpenToAllPods,
                 object.clone(),

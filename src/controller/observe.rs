@@ -170,14 +170,23 @@ pub fn api_server_endpoints(caches: &Caches) -> Vec<(std::net::IpAddr, u16)> {
     out
 }
 
-/// Pod labels and ServiceAccount of every top-level workload in `ns`.
-pub fn workload_pods(caches: &Caches, ns: &str) -> Vec<crate::policy::desired::WorkloadPods> {
-    let mut out = Vec::new();
+/// Pod labels and ServiceAccount of every top-level workload, by namespace, for the namespaces
+/// in `wanted` (one pass over the caches per reconcile, not one per namespace).
+pub fn workload_pods(
+    caches: &Caches,
+    wanted: &BTreeSet<String>,
+) -> std::collections::BTreeMap<String, Vec<crate::policy::desired::WorkloadPods>> {
+    let mut out: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     macro_rules! collect {
         ($($store:ident => $variant:ident),*) => {$(
             for o in caches.$store.state() {
-                if o.metadata.namespace.as_deref() == Some(ns) && o.spec.is_some() {
-                    out.extend(crate::policy::desired::WorkloadPods::of(&Workload::$variant((*o).clone())));
+                let Some(ns) = o.metadata.namespace.as_deref().filter(|n| wanted.contains(*n)) else {
+                    continue;
+                };
+                if o.spec.is_some() {
+                    if let Some(w) = crate::policy::desired::WorkloadPods::of(&Workload::$variant((*o).clone())) {
+                        out.entry(ns.to_string()).or_default().push(w);
+                    }
                 }
             }
         )*};
@@ -190,27 +199,28 @@ pub fn workload_pods(caches: &Caches, ns: &str) -> Vec<crate::policy::desired::W
     out
 }
 
-/// The admission webhooks whose Services live in `ns`, with the Services' selectors and the
-/// target ports the API server's calls arrive on.
-pub fn webhook_backends(caches: &Caches, ns: &str) -> Vec<crate::policy::desired::WebhookBackend> {
+/// The admission webhooks of the cluster by the namespace of their Service, with the Services'
+/// selectors and the target ports the API server's calls arrive on (one pass per reconcile).
+pub fn webhook_backends(
+    caches: &Caches,
+) -> std::collections::BTreeMap<String, Vec<crate::policy::desired::WebhookBackend>> {
     use crate::policy::desired::WebhookBackend;
+    use k8s_openapi::api::admissionregistration::v1::ServiceReference;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    // (service name, service port) -> configurations calling it
-    let mut calls: std::collections::BTreeMap<(String, i32), Vec<String>> = Default::default();
-    let mut add =
-        |kind: &str,
-         name: &str,
-         svc: Option<&k8s_openapi::api::admissionregistration::v1::ServiceReference>| {
-            if let Some(s) = svc.filter(|s| s.namespace == ns) {
-                let list = calls
-                    .entry((s.name.clone(), s.port.unwrap_or(443)))
-                    .or_default();
-                let id = format!("{kind}/{name}");
-                if !list.contains(&id) {
-                    list.push(id);
-                }
+    // (namespace, service, port) -> configurations calling it
+    let mut calls: std::collections::BTreeMap<(String, String, i32), Vec<String>> =
+        Default::default();
+    let mut add = |kind: &str, name: &str, svc: Option<&ServiceReference>| {
+        if let Some(s) = svc {
+            let list = calls
+                .entry((s.namespace.clone(), s.name.clone(), s.port.unwrap_or(443)))
+                .or_default();
+            let id = format!("{kind}/{name}");
+            if !list.contains(&id) {
+                list.push(id);
             }
-        };
+        }
+    };
     for c in caches.validating_webhooks.state() {
         for w in c.webhooks.iter().flatten() {
             add(
@@ -229,14 +239,29 @@ pub fn webhook_backends(caches: &Caches, ns: &str) -> Vec<crate::policy::desired
             );
         }
     }
-    let mut out = Vec::new();
-    for ((service, port), configurations) in calls {
-        let Some(svc) = caches
-            .services
-            .state()
-            .into_iter()
-            .find(|s| s.metadata.namespace.as_deref() == Some(ns) && s.name_any() == service)
-        else {
+    let mut out: std::collections::BTreeMap<String, Vec<WebhookBackend>> = Default::default();
+    if calls.is_empty() {
+        return out;
+    }
+    let services: std::collections::HashMap<
+        (String, String),
+        Arc<k8s_openapi::api::core::v1::Service>,
+    > = caches
+        .services
+        .state()
+        .into_iter()
+        .map(|s| {
+            (
+                (
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    s.name_any(),
+                ),
+                s,
+            )
+        })
+        .collect();
+    for ((ns, service, port), configurations) in calls {
+        let Some(svc) = services.get(&(ns.clone(), service.clone())) else {
             continue;
         };
         let spec = svc.spec.clone().unwrap_or_default();
@@ -247,7 +272,7 @@ pub fn webhook_backends(caches: &Caches, ns: &str) -> Vec<crate::policy::desired
             .filter(|p| p.port == port)
             .map(|p| p.target_port.clone().unwrap_or(IntOrString::Int(p.port)))
             .collect();
-        out.push(WebhookBackend {
+        out.entry(ns).or_default().push(WebhookBackend {
             service,
             selector: spec.selector.unwrap_or_default(),
             ports,

@@ -244,22 +244,24 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
 
     // Build: what this baseline wants (pure).
     let api_server = observe::api_server_endpoints(&ctx.caches);
+    // Read once per reconcile; the build (also run for the Audit preview) only looks them up.
+    let covered_names: BTreeSet<String> = namespaces.iter().map(|n| n.name_any()).collect();
+    let workloads = observe::workload_pods(&ctx.caches, &covered_names);
+    let webhooks = observe::webhook_backends(&ctx.caches);
     let build = |compiled: &CompiledBaseline,
                  owned: &BTreeSet<String>|
      -> BTreeMap<String, NamespaceObjects> {
         owned
             .iter()
             .map(|ns| {
-                let workloads = observe::workload_pods(&ctx.caches, ns);
-                let webhooks = observe::webhook_backends(&ctx.caches, ns);
                 let inputs = desired::NamespaceContext {
                     labels: namespaces
                         .iter()
                         .find(|n| n.metadata.name.as_deref() == Some(ns.as_str()))
                         .and_then(|n| n.metadata.labels.as_ref()),
                     api_server: &api_server,
-                    workloads: &workloads,
-                    webhooks: &webhooks,
+                    workloads: workloads.get(ns).map_or(&[], Vec::as_slice),
+                    webhooks: webhooks.get(ns).map_or(&[], Vec::as_slice),
                 };
                 (
                     ns.clone(),

@@ -129,6 +129,7 @@ rules! {
     WebhookConfig => "rbac.webhook-config", High, Rbac, "CIS 5.1.12", "access to admission webhook configurations must be minimised";
     ServiceAccountToken => "rbac.serviceaccount-token", High, Rbac, "CIS 5.1.13", "access to create service-account tokens must be minimised";
     PodExecAttach => "rbac.pod-exec-attach", High, Rbac, "Kubernetes RBAC good practices: pods/exec, pods/attach", "access to exec or attach into pods must be minimised";
+    UnusedPermission => "rbac.unused-permission", Medium, Rbac, "CIS 5.1 (least privilege); Kubernetes RBAC good practices", "bindings must grant service accounts only what they use";
     AnonymousBinding => "rbac.anonymous-binding", Critical, Rbac, "Kubernetes RBAC good practices: system:anonymous / system:unauthenticated", "anonymous and unauthenticated users must not be granted roles";
     NoDefaultDeny => "network.no-default-deny", Medium, Network, "CIS 5.3.2", "every namespace needs a default-deny NetworkPolicy";
     AllowAllOverride => "network.allow-all-override", High, Network, "CIS 5.3.2", "a NetworkPolicy must not re-open all traffic";

@@ -202,6 +202,32 @@ pub fn is_builtin_role_binding(b: &RoleBinding) -> bool {
     )
 }
 
+/// The rules the bootstrap policy grants every authenticated user (discovery, self reviews,
+/// public info): requests allowed through them are no account's own need.
+pub fn granted_to_every_user() -> &'static [PolicyRule] {
+    static RULES: OnceLock<Vec<PolicyRule>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let file: PolicyFile =
+            serde_json::from_str(POLICIES[0]).expect("the embedded bootstrap policy parses");
+        let mut rules = Vec::new();
+        let mut names: Vec<&String> = file.cluster_role_bindings.keys().collect();
+        names.sort();
+        for name in names {
+            let b = &file.cluster_role_bindings[name];
+            let everyone = b
+                .subjects
+                .iter()
+                .any(|s| s.kind == "Group" && s.name == "system:authenticated");
+            if everyone && b.role_ref.kind == "ClusterRole" {
+                if let Some(role) = file.cluster_roles.get(&b.role_ref.name) {
+                    rules.extend(role.rules.iter().cloned());
+                }
+            }
+        }
+        rules
+    })
+}
+
 /// A built-in object of the newest policy as a YAML document without `apiVersion` (the RBAC
 /// unit tests' format).
 #[cfg(test)]

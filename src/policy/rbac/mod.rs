@@ -24,6 +24,7 @@ mod bindings;
 mod bootstrap;
 pub mod ceiling;
 mod grants;
+pub mod learn;
 
 use self::aggregate::{Aggregation, Sourced};
 use self::bindings::{Binding, RoleKey};

@@ -243,11 +243,33 @@ pub struct RbacSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub service_accounts: Vec<ServiceAccountRules>,
+    /// Learning least privilege from what service accounts do (the operator's audit webhook).
+    /// When set, `rbac.unused-permission` reports what bindings grant covered ServiceAccounts
+    /// beyond what they used in the window, and `learn: true` accounts get learned rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learn: Option<LearnSpec>,
+}
+
+/// The learning window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnSpec {
+    /// How long requests are collected before permissions count as unused and learned Roles
+    /// are enforced, and how far back a request still counts (a duration such as `168h`,
+    /// `90m`, `45s`; 10s to 2160h). Default 168h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub window: Option<String>,
 }
 
 /// Least-privilege permissions for one service account.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.rules) && size(self.rules) > 0) || (has(self.learn) && self.learn)",
+    "message": "a service account needs rules, or learn: true",
+    "fieldPath": ".rules"
+}]))]
 pub struct ServiceAccountRules {
     /// ServiceAccount name (DNS subdomain); the Role and RoleBinding are named `palisade-<name>`.
     #[schemars(
@@ -255,9 +277,15 @@ pub struct ServiceAccountRules {
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// The only permissions the account gets in each covered namespace.
-    #[schemars(length(min = 1, max = 32))]
+    /// The only permissions the account gets in each covered namespace (may be empty with `learn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub rules: Vec<LeastPrivilegeRule>,
+    /// Add the rules learned from what the account did in each namespace during the learning
+    /// window (`spec.rbac.learn`): proposed in status (and by `palisade generate`) in Audit
+    /// mode, generated after the window in Enforce mode. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learn: Option<bool>,
 }
 
 /// One permission of a generated Role. Wildcards (`*`) are rejected: generated roles are least-privilege.
@@ -364,10 +392,29 @@ pub struct SecurityBaselineStatus {
     /// that need it, admission-webhook ingress from the control plane.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowances: Vec<String>,
+    /// Rules learned for `learn: true` service accounts, per namespace (at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned: Vec<LearnedRole>,
     /// Namespaces also covered by another baseline, and how the overlap was resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub conflicts: Vec<String>,
+}
+
+/// Rules learned for a `learn: true` ServiceAccount in one namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedRole {
+    pub namespace: String,
+    pub service_account: String,
+    /// NoData (no audit event received yet), Learning (the window has not passed), Incomplete
+    /// (the account's requests exceeded the memory bound: never enforced), Ready (enforced in
+    /// Enforce mode).
+    pub state: String,
+    pub message: String,
+    /// The minimal rules covering what the account did in this namespace during the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<PolicyRule>,
 }
 
 /// What Enforce would do (each list sorted, at most 100 entries; `omitted` counts the rest).

@@ -26,6 +26,9 @@ enum Command {
     /// What NetworkPolicies allow: `reach FROM TO:PORT[/PROTO]` and `matrix`.
     #[command(subcommand)]
     Netpol(cli::netpol::NetpolCommand),
+    /// Least privilege learned from audit logs: `learn --audit-log FILE`.
+    #[command(subcommand)]
+    Rbac(cli::rbac::RbacCommand),
     /// Print the SecurityBaseline CustomResourceDefinition.
     Crd,
     /// Run the operator against the cluster in KUBECONFIG (or in-cluster config).
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Generate(g) => cli::generate::run(g),
         Command::Run(r) => cli::run::run(r),
         Command::Netpol(n) => cli::netpol::run(n),
+        Command::Rbac(r) => cli::rbac::run(r),
         Command::Crd => {
             print!("{}", palisade::crdgen::crd_yaml());
             ExitCode::SUCCESS

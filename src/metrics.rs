@@ -50,6 +50,13 @@ pub struct WriteLabels {
     pub verb: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditEventLabels {
+    /// learned, denied (a ServiceAccount's denied request: counted, never learned), ignored
+    /// (not a ServiceAccount's, or a repeated stage), invalid, rejected (TLS handshake refused).
+    pub result: String,
+}
+
 /// Every metric Palisade exports.
 pub struct Metrics {
     pub reconciles: Family<BaselineLabels, Counter>,
@@ -60,6 +67,7 @@ pub struct Metrics {
     pub drift_corrections: Family<KindLabels, Counter>,
     pub watch_restarts: Family<WatchLabels, Counter>,
     pub writes: Family<WriteLabels, Counter>,
+    pub audit_events: Family<AuditEventLabels, Counter>,
     pub leader: Gauge,
     pub last_success: Family<BaselineLabels, Gauge>,
     registry: Registry,
@@ -83,6 +91,7 @@ impl Default for Metrics {
             drift_corrections: Family::default(),
             watch_restarts: Family::default(),
             writes: Family::default(),
+            audit_events: Family::default(),
             leader: Gauge::default(),
             last_success: Family::default(),
             registry: Registry::default(),
@@ -128,6 +137,11 @@ impl Default for Metrics {
             m.writes.clone(),
         );
         registry.register(
+            "audit_events",
+            "Audit events received by the audit webhook, by result",
+            m.audit_events.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica reconciles: it holds the leader lease, or runs without leader election",
             m.leader.clone(),
@@ -147,6 +161,14 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    pub fn count_audit_events(&self, result: &str, n: u64) {
+        self.audit_events
+            .get_or_create(&AuditEventLabels {
+                result: result.into(),
+            })
+            .inc_by(n);
     }
 
     pub fn count_write(&self, kind: &str, verb: &str) {

@@ -158,6 +158,7 @@ fn baseline_with_status(
             preview: None,
             refused_rules: Vec::new(),
             conflicts,
+            learned: Vec::new(),
             degraded,
             enforce: true,
         },

@@ -441,6 +441,7 @@ fn generated_for(b: &CompiledBaseline) -> Vec<NetworkPolicy> {
                 api_server: &api_server,
                 workloads: &workloads,
                 webhooks: &[],
+                learned: None,
             };
             desired::namespace_objects(n, &inputs, b, None).network_policies
         })

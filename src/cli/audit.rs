@@ -2,7 +2,7 @@ use super::baseline_file;
 use clap::Args;
 use k8s_openapi::jiff::Timestamp;
 use palisade::manifest::{self, Severity as InputSeverity};
-use palisade::policy::audit::Auditor;
+use palisade::policy::audit::{Auditor, LearnedUsage};
 use palisade::policy::rules::Severity;
 use palisade::report::{self, Format};
 use std::process::ExitCode;
@@ -25,6 +25,11 @@ pub struct AuditArgs {
     /// `default/kubernetes` EndpointSlice): enables network.api-reachable-without-need.
     #[arg(long = "api-server")]
     api_server: Vec<std::net::SocketAddr>,
+    /// kube-apiserver audit logs (JSON lines, repeatable): what service accounts did, so
+    /// rbac.unused-permission reports what bindings grant them beyond it (the logs are the
+    /// learning window).
+    #[arg(long = "audit-log")]
+    audit_logs: Vec<String>,
     /// Threads parsing files (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -46,7 +51,26 @@ pub fn run(args: AuditArgs) -> ExitCode {
             return super::input_error();
         }
     };
+    let mut log = palisade::policy::rbac::learn::LogRead::default();
+    for path in &args.audit_logs {
+        let read = std::fs::File::open(path)
+            .and_then(|f| log.read(std::io::BufReader::new(f), path, None));
+        if let Err(e) = read {
+            eprintln!("error: {path}: {e}");
+            return super::input_error();
+        }
+    }
+    for e in &log.errors {
+        eprintln!("error: {e}");
+    }
     let mut auditor = Auditor::new(&baseline);
+    if !args.audit_logs.is_empty() {
+        auditor.set_learned(LearnedUsage {
+            usage: &log.usage,
+            since: 0,
+            label: "the audit logs".to_string(),
+        });
+    }
     let api_server: Vec<_> = args.api_server.iter().map(|a| (a.ip(), a.port())).collect();
     auditor.set_api_server(&api_server);
     let mut diags = Vec::new();
@@ -88,7 +112,7 @@ pub fn run(args: AuditArgs) -> ExitCode {
             return super::input_error();
         }
     }
-    if diags.iter().any(|d| d.severity == InputSeverity::Error) {
+    if log.errors_total > 0 || diags.iter().any(|d| d.severity == InputSeverity::Error) {
         if args.format != Format::Table {
             for d in diags.iter().filter(|d| d.severity == InputSeverity::Error) {
                 eprintln!("{d}");

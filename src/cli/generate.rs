@@ -107,6 +107,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             workloads: workloads.get(ns).map_or(&[], Vec::as_slice),
             // Offline manifests carry no webhook configurations and Services the engine reads.
             webhooks: &[],
+            learned: None,
         };
         let objs = desired::namespace_objects(ns, &inputs, &baseline, None);
         if !objs.namespace_labels.is_empty() {

@@ -2,6 +2,7 @@ pub mod audit;
 pub mod baseline_file;
 pub mod generate;
 pub mod netpol;
+pub mod rbac;
 pub mod run;
 
 use std::process::ExitCode;

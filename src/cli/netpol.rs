@@ -128,6 +128,7 @@ fn load(source: &Source) -> Result<Cluster, String> {
                     api_server: &api_server,
                     workloads: workloads.get(n.as_str()).map_or(&[], Vec::as_slice),
                     webhooks: &[],
+                    learned: None,
                 };
                 desired::namespace_objects(n, &inputs, &b, None).network_policies
             })

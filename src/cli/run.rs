@@ -41,6 +41,23 @@ pub struct RunArgs {
     /// holds what it hands out, so it needs no escalate or bind).
     #[arg(long, default_value = "palisade-grantable")]
     grantable_clusterrole: String,
+    /// Serve the audit webhook here (HTTPS; e.g. 0.0.0.0:8443): the API server's
+    /// `--audit-webhook-config-file` points at `https://<this>/audit`. Enables learning.
+    #[arg(long, requires_all = ["audit_webhook_cert", "audit_webhook_key", "audit_webhook_client_ca"])]
+    audit_webhook_addr: Option<std::net::SocketAddr>,
+    /// PEM serving certificate (chain) of the audit webhook.
+    #[arg(long)]
+    audit_webhook_cert: Option<String>,
+    /// PEM private key of the audit webhook.
+    #[arg(long)]
+    audit_webhook_key: Option<String>,
+    /// PEM CA that callers' client certificates must chain to (the API server's audit webhook
+    /// client credentials); callers without one are refused in the TLS handshake.
+    #[arg(long)]
+    audit_webhook_client_ca: Option<String>,
+    /// Namespace where learned usage is persisted (default: POD_NAMESPACE, else palisade-system).
+    #[arg(long)]
+    learn_namespace: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -84,6 +101,21 @@ pub fn run(args: RunArgs) -> ExitCode {
         reports: args.reports,
         report_max_results: args.reports_max_results,
         grantable: args.grantable_clusterrole.clone(),
+        learn: args
+            .audit_webhook_addr
+            .map(|addr| palisade::controller::learn::LearnConfig {
+                addr,
+                tls: palisade::controller::learn::webhook::TlsFiles {
+                    cert: args.audit_webhook_cert.clone().unwrap_or_default(),
+                    key: args.audit_webhook_key.clone().unwrap_or_default(),
+                    client_ca: args.audit_webhook_client_ca.clone().unwrap_or_default(),
+                },
+                namespace: args
+                    .learn_namespace
+                    .clone()
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "palisade-system".into()),
+            }),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

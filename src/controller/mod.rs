@@ -6,6 +6,8 @@ pub mod apply;
 pub mod cache;
 pub mod events;
 pub mod leader;
+pub mod learn;
+pub mod learned;
 pub mod observe;
 pub mod reconcile;
 pub mod reports;
@@ -41,6 +43,8 @@ pub struct RunOptions {
     pub report_max_results: usize,
     /// The ClusterRole whose rules bound what generated Roles may grant (`--grantable-clusterrole`).
     pub grantable: String,
+    /// The audit webhook that learns what service accounts do (`--audit-webhook-*`).
+    pub learn: Option<learn::LearnConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,8 @@ pub enum RunError {
     LostLeadership,
     #[error(transparent)]
     Reports(#[from] reports::StartError),
+    #[error("audit webhook TLS: {0}")]
+    WebhookTls(String),
 }
 
 /// Which baselines an object in `namespace` concerns (all of them for cluster-scoped objects).
@@ -147,6 +153,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         .map_err(|e| RunError::Listen(opts.metrics_addr, e))?;
     tracing::info!(addr = %opts.metrics_addr, "serving /metrics, /healthz, /readyz");
     tokio::spawn(metrics::serve(listener, metrics.clone(), health.clone()));
+    // Every replica collects (the API server's webhook reaches any of them) and persists.
+    let learn_state = match &opts.learn {
+        Some(cfg) => Some(start_learning(&client, cfg, &metrics).await?),
+        None => None,
+    };
 
     let elector = opts
         .leader
@@ -202,6 +213,15 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     ctl = ctl.watches_stream(triggers.validating_webhooks, move |_| i.all());
     let i = index.clone();
     ctl = ctl.watches_stream(triggers.mutating_webhooks, move |_| i.all());
+    if let Some(state) = &learn_state {
+        // New learned usage (persisted): baselines that learn look again.
+        let state = state.clone();
+        let changes = futures::stream::unfold(state, |state| async move {
+            state.changed.notified().await;
+            Some(((), state))
+        });
+        ctl = ctl.reconcile_all_on(changes);
+    }
     if let Some(t) = report_triggers {
         // A report edited or deleted by someone else is restored at once.
         ctl = ctl.watches_stream_with(
@@ -249,6 +269,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         resync: opts.resync,
         reports,
         grantable: opts.grantable.clone(),
+        learn: learn_state,
     });
 
     spawn_metrics_sweep(ctx.clone(), index.baselines.clone());
@@ -286,6 +307,36 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     spawn_readiness(&caches, &index.baselines, &health);
     run_controller(ctl, ctx, caches, shutdown.requested()).await;
     Ok(())
+}
+
+async fn start_learning(
+    client: &Client,
+    cfg: &learn::LearnConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<learn::LearnState>, RunError> {
+    let tls = learn::webhook::server_config(&cfg.tls).map_err(RunError::WebhookTls)?;
+    let state = Arc::new(learn::LearnState::default());
+    match learn::store::load(client, &cfg.namespace, &state).await {
+        Ok(n) => tracing::info!(accounts = n, namespace = %cfg.namespace, "learned usage loaded"),
+        // Not fatal: collection goes on, and writes merge with what is stored.
+        Err(e) => tracing::warn!(error = %e, "loading learned usage failed"),
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.addr)
+        .await
+        .map_err(|e| RunError::Listen(cfg.addr, e))?;
+    tracing::info!(addr = %cfg.addr, "serving the audit webhook (client certificates required)");
+    tokio::spawn(learn::webhook::serve(
+        listener,
+        tls,
+        state.clone(),
+        metrics.clone(),
+    ));
+    tokio::spawn(learn::store::flush_loop(
+        client.clone(),
+        cfg.namespace.clone(),
+        state.clone(),
+    ));
+    Ok(state)
 }
 
 /// Deleted baselines are not reconciled again (those without a finalizer vanish at once), so their

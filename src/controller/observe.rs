@@ -93,11 +93,15 @@ pub fn audit(
     namespaces: &[Arc<Namespace>],
     desired_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
     owned: &BTreeSet<String>,
+    learned: Option<crate::policy::audit::LearnedUsage<'_>>,
 ) -> crate::policy::audit::AuditReport {
     let names: BTreeSet<String> = namespaces.iter().map(|n| n.name_any()).collect();
     let in_scope = |ns: Option<&str>| ns.is_some_and(|ns| names.contains(ns));
     let mut auditor = Auditor::new(compiled);
     auditor.set_api_server(&api_server_endpoints(caches));
+    if let Some(l) = learned {
+        auditor.set_learned(l);
+    }
     for ns in namespaces {
         auditor.add(Object::Namespace((**ns).clone()), None);
     }

@@ -48,6 +48,8 @@ pub struct Context {
     pub reports: Option<super::reports::Reports>,
     /// The ceiling ClusterRole of generated Roles.
     pub grantable: String,
+    /// What service accounts did (the audit webhook), when learning is configured.
+    pub learn: Option<Arc<super::learn::LearnState>>,
 }
 
 /// Why a reconcile failed; `category` is a bounded label for metrics.
@@ -248,6 +250,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
     let covered_names: BTreeSet<String> = namespaces.iter().map(|n| n.name_any()).collect();
     let workloads = observe::workload_pods(&ctx.caches, &covered_names);
     let webhooks = observe::webhook_backends(&ctx.caches);
+    let learned = super::learned::evaluate(ctx.learn.as_deref(), &compiled, &covered_names, now);
     let build = |compiled: &CompiledBaseline,
                  owned: &BTreeSet<String>|
      -> BTreeMap<String, NamespaceObjects> {
@@ -262,6 +265,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
                     api_server: &api_server,
                     workloads: workloads.get(ns).map_or(&[], Vec::as_slice),
                     webhooks: webhooks.get(ns).map_or(&[], Vec::as_slice),
+                    learned: learned.ready.get(ns),
                 };
                 (
                     ns.clone(),
@@ -300,6 +304,14 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         &namespaces,
         desired_policies,
         &ownership.owned,
+        learned
+            .usage
+            .as_ref()
+            .map(|usage| crate::policy::audit::LearnedUsage {
+                usage,
+                since: learned.window_start,
+                label: learned.label.clone(),
+            }),
     );
 
     // Apply + prune.
@@ -433,6 +445,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
             preview,
             refused_rules: refused,
             conflicts: ownership.conflicts,
+            learned: learned.status.clone(),
             degraded,
             enforce,
         },
@@ -448,7 +461,11 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
     }
     let requeue = compiled
         .next_expiry(now)
-        .map(|t| Duration::from_secs((t.as_second() - now.as_second()).max(1) as u64))
+        .map(|t| t.as_second())
+        .into_iter()
+        .chain(learned.window_ends)
+        .min()
+        .map(|t| Duration::from_secs((t - now.as_second()).max(1) as u64))
         .map_or(ctx.resync, |d| d.min(ctx.resync));
     Ok(Action::requeue(requeue))
 }
@@ -519,13 +536,34 @@ fn bound_by_ceiling(
             }
         }
     }
-    for objects in per_ns.values_mut() {
+    let declared: Vec<_> = compiled
+        .spec
+        .rbac
+        .iter()
+        .flat_map(|r| r.service_accounts.iter())
+        .flat_map(|sa| sa.rules.iter().map(|r| r.to_policy_rule()))
+        .collect();
+    for (ns, objects) in per_ns.iter_mut() {
         for role in &mut objects.roles {
+            let name = role.metadata.name.clone().unwrap_or_default();
             if let Some(rules) = &mut role.rules {
-                rules.retain(|r| covers(&ceiling, r));
+                rules.retain(|r| {
+                    let ok = covers(&ceiling, r);
+                    if !ok && !declared.contains(r) {
+                        // A learned rule: named by what it grants.
+                        let what = crate::policy::rbac::learn::summary(std::slice::from_ref(r));
+                        refused.push(format!(
+                            "learned rule of Role {ns}/{name}: {}",
+                            what.join("")
+                        ));
+                    }
+                    ok
+                });
             }
         }
     }
+    refused.sort();
+    refused.dedup();
     refused
 }
 

@@ -24,6 +24,7 @@ pub struct StatusInput<'a> {
     /// Declared Role rules outside the grantable ceiling, left out of the generated Roles.
     pub refused_rules: Vec<String>,
     pub conflicts: Vec<String>,
+    pub learned: Vec<crate::crd::LearnedRole>,
     /// Problems that kept the reconcile from converging (apply errors), empty when fine.
     pub degraded: Option<String>,
     pub enforce: bool,
@@ -160,6 +161,8 @@ pub fn build(
     conflicts.truncate(50);
     let mut allowances = input.allowances;
     allowances.truncate(50);
+    let mut learned = input.learned;
+    learned.truncate(50);
     SecurityBaselineStatus {
         observed_generation: g,
         conditions,
@@ -174,6 +177,7 @@ pub fn build(
         top_violations,
         preview: input.preview,
         allowances,
+        learned,
         conflicts,
     }
 }

@@ -90,6 +90,19 @@ pub struct Auditor<'b> {
     cluster_role_bindings: Vec<ClusterRoleBinding>,
     /// Valid accepted-risk annotations of ClusterRoles and ClusterRoleBindings.
     acceptances: HashMap<ObjectRef, Vec<Acceptance>>,
+    /// What service accounts did, when known for a whole learning window.
+    learned: Option<LearnedUsage<'b>>,
+}
+
+/// What service accounts did during a learning window: the operator's audit-webhook aggregate,
+/// or audit logs offline. With it, `rbac.unused-permission` is evaluated for the covered
+/// namespaces' ServiceAccounts (and the accounts seen in the usage).
+pub struct LearnedUsage<'u> {
+    pub usage: &'u rbac::learn::Usage,
+    /// Accesses at or after this time count (Unix seconds).
+    pub since: i64,
+    /// The window, for messages (`the last 168h`, `the audit logs`).
+    pub label: String,
 }
 
 impl<'b> Auditor<'b> {
@@ -113,7 +126,13 @@ impl<'b> Auditor<'b> {
             role_bindings: Vec::new(),
             cluster_role_bindings: Vec::new(),
             acceptances: HashMap::new(),
+            learned: None,
         }
+    }
+
+    /// Evaluates `rbac.unused-permission` against this usage.
+    pub fn set_learned(&mut self, learned: LearnedUsage<'b>) {
+        self.learned = Some(learned);
     }
 
     /// Tells the audit where the API server listens, so `network.api-reachable-without-need`
@@ -547,6 +566,23 @@ impl<'b> Auditor<'b> {
         };
         let mut out = Vec::new();
         rbac::audit(&objs, &in_scope, &mut out);
+        if let Some(learned) = &self.learned {
+            let accounts: std::collections::BTreeSet<rbac::learn::Account> = self
+                .service_accounts
+                .keys()
+                .map(|(ns, name)| {
+                    rbac::learn::Account::new(ns.as_deref().unwrap_or("default"), name)
+                })
+                .chain(learned.usage.accounts.keys().cloned())
+                .filter(|a| in_scope(&a.namespace))
+                .collect();
+            let window = rbac::learn::Window {
+                accounts: &accounts,
+                since: learned.since,
+                label: &learned.label,
+            };
+            rbac::learn::unused_permissions(&objs, learned.usage, &window, &mut out);
+        }
         for f in out {
             let subject = Subject {
                 namespace: f.object.namespace.as_deref(),

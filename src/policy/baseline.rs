@@ -23,6 +23,46 @@ pub enum BaselineError {
     MissingReason(usize),
     #[error("spec.network.allow[{0}]: an allow rule needs at least one peer in from or to")]
     AllowWithoutPeers(usize),
+    #[error("spec.rbac.learn.window: {0}")]
+    LearnWindow(String),
+    #[error("spec.rbac.serviceAccounts[{0}]: a service account needs rules, or learn: true")]
+    NothingToGrant(usize),
+}
+
+/// The default learning window: a week sees weekly jobs too.
+pub const DEFAULT_LEARN_WINDOW: i64 = 168 * 3600;
+
+/// `168h`, `90m`, `1h30m`, `45s` -> seconds (a Go duration in whole h/m/s, 10s..=2160h).
+pub fn parse_window(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a duration such as 168h, 90m or 45s");
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            'h' | 'm' | 's' if !digits.is_empty() => {
+                let n: i64 = digits.parse().map_err(|_| bad())?;
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                total = n
+                    .checked_mul(unit)
+                    .and_then(|v| total.checked_add(v))
+                    .ok_or_else(bad)?;
+                digits.clear();
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if !digits.is_empty() || text.is_empty() {
+        return Err(bad());
+    }
+    if !(10..=2160 * 3600).contains(&total) {
+        return Err(format!("{text:?} is outside 10s..2160h"));
+    }
+    Ok(total)
 }
 
 /// One exemption, ready to match findings.
@@ -72,6 +112,9 @@ pub struct CompiledBaseline {
     pub own_findings: Vec<Finding>,
     /// Service accounts the baseline declares API access for (they may mount tokens).
     pub declared_service_accounts: BTreeSet<String>,
+    /// The learning window in seconds, when `spec.rbac.learn` is set or an account has
+    /// `learn: true` (default [`DEFAULT_LEARN_WINDOW`]).
+    pub learn_window: Option<i64>,
 }
 
 fn compile_selector(
@@ -118,6 +161,24 @@ impl CompiledBaseline {
                 return Err(BaselineError::AllowWithoutPeers(i));
             }
         }
+        let rbac = spec.rbac.as_ref();
+        if let Some(i) = rbac.and_then(|r| {
+            r.service_accounts
+                .iter()
+                .position(|sa| sa.rules.is_empty() && sa.learn != Some(true))
+        }) {
+            return Err(BaselineError::NothingToGrant(i));
+        }
+        let learns = rbac.is_some_and(|r| {
+            r.learn.is_some() || r.service_accounts.iter().any(|sa| sa.learn == Some(true))
+        });
+        let learn_window = match rbac
+            .and_then(|r| r.learn.as_ref())
+            .and_then(|l| l.window.as_deref())
+        {
+            Some(w) => Some(parse_window(w).map_err(BaselineError::LearnWindow)?),
+            None => learns.then_some(DEFAULT_LEARN_WINDOW),
+        };
         let me = ObjectRef::new("SecurityBaseline", None, name);
         let mut exemptions = Vec::new();
         let mut own_findings = Vec::new();
@@ -156,6 +217,7 @@ impl CompiledBaseline {
                 .iter()
                 .flat_map(|r| r.service_accounts.iter().map(|s| s.name.clone()))
                 .collect(),
+            learn_window,
             spec: spec.clone(),
         })
     }

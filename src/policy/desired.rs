@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
 };
@@ -150,6 +150,9 @@ pub struct NamespaceContext<'a> {
     pub api_server: &'a [(std::net::IpAddr, u16)],
     pub workloads: &'a [WorkloadPods],
     pub webhooks: &'a [WebhookBackend],
+    /// ServiceAccount name -> rules learned for it in this namespace, for `learn: true`
+    /// accounts whose learning is complete (the operator decides when).
+    pub learned: Option<&'a BTreeMap<String, Vec<PolicyRule>>>,
 }
 
 /// The pods behind an admission webhook's Service in a namespace.
@@ -290,9 +293,17 @@ pub fn namespace_objects(
     }
     for sa in b.spec.rbac.iter().flat_map(|r| r.service_accounts.iter()) {
         let name = format!("palisade-{}", sa.name);
+        let mut rules: Vec<PolicyRule> = sa.rules.iter().map(|r| r.to_policy_rule()).collect();
+        if sa.learn == Some(true) {
+            let learned = ctx.learned.and_then(|l| l.get(&sa.name));
+            rules.extend(learned.into_iter().flatten().cloned());
+        }
+        if rules.is_empty() {
+            continue; // learning, nothing declared: no Role yet
+        }
         out.roles.push(Role {
             metadata: m(&name),
-            rules: Some(sa.rules.iter().map(|r| r.to_policy_rule()).collect()),
+            rules: Some(rules),
         });
         out.role_bindings.push(RoleBinding {
             metadata: m(&name),
@@ -919,6 +930,7 @@ mod tests {
             api_server: &api_server,
             workloads: &workloads,
             webhooks: &[],
+            learned: None,
         };
         let api: Vec<NetworkPolicy> = namespace_objects("shop", &ctx, &b, None)
             .network_policies
@@ -1004,6 +1016,7 @@ mod tests {
         let ctx = NamespaceContext {
             api_server: &api_server,
             webhooks: &webhooks,
+            learned: None,
             ..Default::default()
         };
         let objs = namespace_objects("hooks", &ctx, &b, None);

@@ -26,7 +26,7 @@ pub struct Window<'a> {
     pub accounts: &'a BTreeSet<Account>,
     /// Accesses at or after this time count as used (Unix seconds).
     pub since: i64,
-    /// The window as the user wrote it, for messages (`168h`).
+    /// The window, for messages (`the last 168h`, `the audit logs`).
     pub label: &'a str,
 }
 
@@ -214,7 +214,7 @@ pub fn unused_permissions(
                 )
             };
             let message = format!(
-                "{} grants {} {} of {granted} permissions ({}) not used in the last {}: {}; {covered}",
+                "{} grants {} {} of {granted} permissions ({}) not used during {}: {}; {covered}",
                 b.label(),
                 b.subject_label(subject),
                 unused.len(),

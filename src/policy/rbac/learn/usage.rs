@@ -100,6 +100,22 @@ impl Usage {
         self.entries
     }
 
+    /// A copy holding only the accounts `keep` selects (a reconcile's covered namespaces).
+    pub fn subset(&self, keep: impl Fn(&Account) -> bool) -> Usage {
+        let accounts: BTreeMap<Account, AccountUsage> = self
+            .accounts
+            .iter()
+            .filter(|(a, _)| keep(a))
+            .map(|(a, u)| (a.clone(), u.clone()))
+            .collect();
+        let entries = accounts.values().map(|u| u.accesses.len()).sum();
+        Usage {
+            accounts,
+            entries,
+            dropped_accounts: 0,
+        }
+    }
+
     /// Records one request; true when the state changed (a new access, or a later time).
     pub fn record(&mut self, req: &Request) -> bool {
         if !self.accounts.contains_key(&req.account) && self.accounts.len() >= MAX_ACCOUNTS {

@@ -572,3 +572,182 @@ fn netpol_bad_input_names_the_object_and_field() {
         stderr(&o)
     );
 }
+
+/// A small audit log: `shop/api` reads a ConfigMap and lists pods; `alice` (a user) and a
+/// denied request are not learned; one line is broken when `broken` is set.
+fn audit_log(broken: bool) -> tempfile::NamedTempFile {
+    let line = |user: &str, verb: &str, res: &str, name: &str, decision: &str| {
+        serde_json::json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete",
+            "verb": verb, "requestURI": "/x", "user": {"username": user},
+            "objectRef": {"resource": res, "namespace": "shop", "name": name},
+            "stageTimestamp": "2026-12-01T10:00:00Z",
+            "annotations": {"authorization.k8s.io/decision": decision}})
+        .to_string()
+    };
+    let sa = "system:serviceaccount:shop:api";
+    let mut lines = vec![
+        line(sa, "get", "configmaps", "settings", "allow"),
+        line(sa, "list", "pods", "", "allow"),
+        line(sa, "delete", "secrets", "db", "forbid"),
+        line("alice", "delete", "pods", "x", "allow"),
+    ];
+    if broken {
+        lines.insert(1, "{oops".into());
+    }
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(lines.join("\n").as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn rbac_learn_prints_the_minimal_role_and_names_bad_lines() {
+    let log = audit_log(false);
+    let path = log.path().to_str().unwrap();
+    let out = palisade(&["rbac", "learn", "--audit-log", path, "-o", "json"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items = json(&out)["items"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Role", "RoleBinding"]);
+    let rules = &items[0]["rules"];
+    assert_eq!(rules[0]["resources"][0], "configmaps");
+    assert_eq!(rules[0]["resourceNames"][0], "settings");
+    assert_eq!(rules[1]["verbs"][0], "list");
+    assert_eq!(
+        rules.as_array().unwrap().len(),
+        2,
+        "the denied delete is not learned: {rules}"
+    );
+    assert!(
+        stderr(&out).contains("shop/api: 2 distinct requests learned, 1 denied"),
+        "{}",
+        stderr(&out)
+    );
+
+    let none = palisade(
+        &[
+            "rbac",
+            "learn",
+            "--audit-log",
+            path,
+            "--serviceaccount",
+            "shop/db",
+        ],
+        None,
+    );
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        stderr(&none).contains("no request of shop/db"),
+        "{}",
+        stderr(&none)
+    );
+    let bad_sa = palisade(
+        &[
+            "rbac",
+            "learn",
+            "--audit-log",
+            path,
+            "--serviceaccount",
+            "api",
+        ],
+        None,
+    );
+    assert_eq!(bad_sa.status.code(), Some(2));
+
+    let broken = audit_log(true);
+    let bpath = broken.path().to_str().unwrap();
+    let out = palisade(&["rbac", "learn", "--audit-log", bpath], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a broken line is an input error"
+    );
+    assert!(
+        stderr(&out).contains(&format!("{bpath}:2: not a JSON audit event")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("kind: Role"),
+        "the rest is still learned"
+    );
+}
+
+#[test]
+fn audit_and_generate_use_audit_logs() {
+    let log = audit_log(false);
+    let path = log.path().to_str().unwrap();
+    let manifests = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: api, namespace: shop}
+automountServiceAccountToken: false
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: shop}
+rules:
+- apiGroups: [""]
+  resources: [configmaps, pods]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: api-reader, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: api, namespace: shop}]
+"#;
+    let out = palisade(
+        &["audit", "--format", "json", "--audit-log", path, "-"],
+        Some(manifests.as_bytes()),
+    );
+    let findings = json(&out)["findings"].as_array().unwrap().clone();
+    let unused: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["rule"] == "rbac.unused-permission")
+        .collect();
+    assert_eq!(unused.len(), 1, "{findings:#?}");
+    let msg = unused[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("2 of 4 permissions") && msg.contains("get pods, list configmaps"),
+        "{msg}"
+    );
+    let without = palisade(
+        &["audit", "--format", "json", "-"],
+        Some(manifests.as_bytes()),
+    );
+    assert!(
+        !stdout(&without).contains("rbac.unused-permission"),
+        "only with audit logs"
+    );
+
+    let baseline = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        baseline.path(),
+        "apiVersion: palisade.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {name: b}\nspec:\n  rbac:\n    serviceAccounts:\n    - {name: api, learn: true}\n",
+    )
+    .unwrap();
+    let b = baseline.path().to_str().unwrap();
+    let generated = palisade(
+        &[
+            "generate",
+            "--baseline",
+            b,
+            "-n",
+            "shop",
+            "--audit-log",
+            path,
+        ],
+        None,
+    );
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let text = stdout(&generated);
+    assert!(
+        text.contains("name: palisade-api") && text.contains("- settings"),
+        "{text}"
+    );
+    let before = palisade(&["generate", "--baseline", b, "-n", "shop"], None);
+    assert!(
+        !stdout(&before).contains("name: palisade-api"),
+        "nothing learned: no Role"
+    );
+}

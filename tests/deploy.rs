@@ -703,3 +703,56 @@ mod e2e {
             .expect("list pods as palisade");
     }
 }
+
+#[test]
+fn helm_audit_webhook_values_map_to_real_flags_and_mounts() {
+    let help = checked(
+        Command::new(env!("CARGO_BIN_EXE_palisade")).args(["run", "--help"]),
+        None,
+    );
+    let docs = documents(&helm_output(&[
+        "auditWebhook.enabled=true",
+        "auditWebhook.port=9443",
+        "auditWebhook.tlsSecretName=tls-x",
+        "auditWebhook.clientCASecretName=ca-x",
+    ]));
+    let spec = &find(&docs, "Deployment", "palisade")["spec"]["template"]["spec"];
+    let c = &spec["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for want in [
+        "--audit-webhook-addr=0.0.0.0:9443",
+        "--audit-webhook-cert=/etc/palisade/audit-webhook/tls.crt",
+        "--audit-webhook-key=/etc/palisade/audit-webhook/tls.key",
+        "--audit-webhook-client-ca=/etc/palisade/audit-webhook-client-ca/ca.crt",
+    ] {
+        assert!(args.contains(&want), "{want} missing from {args:?}");
+        let flag = want.split('=').next().unwrap();
+        assert!(help.contains(flag), "`palisade run` has no {flag}");
+    }
+    let mounts = c["volumeMounts"].to_string();
+    assert!(
+        mounts.contains("/etc/palisade/audit-webhook-client-ca"),
+        "{mounts}"
+    );
+    let volumes = spec["volumes"].to_string();
+    assert!(
+        volumes.contains("\"tls-x\"") && volumes.contains("\"ca-x\""),
+        "{volumes}"
+    );
+    let svc = find(&docs, "Service", "palisade-audit-webhook");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 9443);
+    let np = find(&docs, "NetworkPolicy", "palisade").to_string();
+    assert!(np.contains("\"audit\""), "the audit port is let in: {np}");
+    // Off by default: no flag, no Service.
+    let defaults = documents(&helm_output(&[]));
+    assert!(!defaults
+        .iter()
+        .any(|d| d["metadata"]["name"] == "palisade-audit-webhook"));
+    let args = find(&defaults, "Deployment", "palisade").to_string();
+    assert!(!args.contains("--audit-webhook"), "{args}");
+}

@@ -21,6 +21,10 @@ pub struct GenerateArgs {
     /// that need it (none without it).
     #[arg(long = "api-server")]
     api_server: Vec<std::net::SocketAddr>,
+    /// kube-apiserver audit logs (JSON lines, repeatable): the Roles of `learn: true` accounts
+    /// include the rules learned from what they did there (the logs are the window).
+    #[arg(long = "audit-log")]
+    audit_logs: Vec<String>,
     /// Manifests whose Namespace objects the baseline's selector picks from (and whose workloads
     /// decide the API egress allows).
     paths: Vec<String>,
@@ -75,6 +79,35 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             &mut diags,
         );
     }
+    let mut log = palisade::policy::rbac::learn::LogRead::default();
+    for path in &args.audit_logs {
+        let read = std::fs::File::open(path)
+            .and_then(|f| log.read(std::io::BufReader::new(f), path, None));
+        if let Err(e) = read {
+            eprintln!("error: {path}: {e}");
+            return super::input_error();
+        }
+    }
+    for e in &log.errors {
+        eprintln!("error: {e}");
+    }
+    if log.errors_total > 0 {
+        return super::input_error();
+    }
+    // namespace -> account -> its learned rules there
+    let mut learned: BTreeMap<
+        String,
+        BTreeMap<String, Vec<k8s_openapi::api::rbac::v1::PolicyRule>>,
+    > = BTreeMap::new();
+    for (account, usage) in &log.usage.accounts {
+        let rules = palisade::policy::rbac::learn::minimal_rules(usage.accesses.keys());
+        if let Some(r) = rules.namespaced.get(&account.namespace) {
+            learned
+                .entry(account.namespace.clone())
+                .or_default()
+                .insert(account.name.clone(), r.clone());
+        }
+    }
     let api_server: Vec<(std::net::IpAddr, u16)> =
         args.api_server.iter().map(|a| (a.ip(), a.port())).collect();
     let errors: Vec<_> = diags
@@ -107,7 +140,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             workloads: workloads.get(ns).map_or(&[], Vec::as_slice),
             // Offline manifests carry no webhook configurations and Services the engine reads.
             webhooks: &[],
-            learned: None,
+            learned: learned.get(ns),
         };
         let objs = desired::namespace_objects(ns, &inputs, &baseline, None);
         if !objs.namespace_labels.is_empty() {

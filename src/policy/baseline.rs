@@ -273,3 +273,67 @@ fn expiry_finding(index: usize, ex: &Exemption, now: Timestamp, me: &ObjectRef) 
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_windows() {
+        assert_eq!(parse_window("168h"), Ok(168 * 3600));
+        assert_eq!(parse_window("1h30m"), Ok(5400));
+        assert_eq!(parse_window("45s"), Ok(45));
+        for bad in ["", "h", "10", "1d", "-5m", "5m3", "1.5h"] {
+            assert!(parse_window(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_window("5s")
+            .unwrap_err()
+            .contains("outside 10s..2160h"));
+        assert!(parse_window("2161h").is_err());
+        assert!(parse_window("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn learning_is_opt_in_and_accounts_need_rules_or_learn() {
+        let spec = |rbac: serde_json::Value| -> SecurityBaselineSpec {
+            serde_json::from_value(serde_json::json!({ "rbac": rbac })).unwrap()
+        };
+        let now = Timestamp::now();
+        let plain = spec(
+            serde_json::json!({"serviceAccounts": [{"name": "a", "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}]}),
+        );
+        assert_eq!(
+            CompiledBaseline::compile("b", &plain, now)
+                .unwrap()
+                .learn_window,
+            None
+        );
+        let learner = spec(serde_json::json!({"serviceAccounts": [{"name": "a", "learn": true}]}));
+        assert_eq!(
+            CompiledBaseline::compile("b", &learner, now)
+                .unwrap()
+                .learn_window,
+            Some(DEFAULT_LEARN_WINDOW)
+        );
+        let windowed = spec(serde_json::json!({"learn": {"window": "90m"}}));
+        assert_eq!(
+            CompiledBaseline::compile("b", &windowed, now)
+                .unwrap()
+                .learn_window,
+            Some(5400)
+        );
+        let bad = spec(serde_json::json!({"learn": {"window": "a week"}}));
+        let e = CompiledBaseline::compile("b", &bad, now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("spec.rbac.learn.window: \"a week\""), "{e}");
+        let empty = spec(serde_json::json!({"serviceAccounts": [{"name": "a"}]}));
+        let e = CompiledBaseline::compile("b", &empty, now)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "spec.rbac.serviceAccounts[0]: a service account needs rules, or learn: true"
+        );
+    }
+}

@@ -175,13 +175,17 @@ impl Usage {
         true
     }
 
-    /// Forgets accesses last seen before `cutoff` (outside the learning window).
+    /// Forgets accesses last seen before `cutoff`, and accounts with nothing left that were
+    /// first seen before it (a deleted namespace's accounts do not stay forever).
     pub fn expire(&mut self, cutoff: i64) {
-        for usage in self.accounts.values_mut() {
+        let mut removed = 0;
+        self.accounts.retain(|_, usage| {
             let before = usage.accesses.len();
             usage.accesses.retain(|_, at| *at >= cutoff);
-            self.entries -= before - usage.accesses.len();
-        }
+            removed += before - usage.accesses.len();
+            !usage.accesses.is_empty() || usage.first_seen >= cutoff
+        });
+        self.entries -= removed;
     }
 
     /// Merges another aggregate (another replica's, or the persisted one): union of accesses,
@@ -394,6 +398,14 @@ mod tests {
         u.record(&req("list", "pods", "shop", "", 50));
         u.expire(20);
         assert_eq!(u.entries(), 1);
+        let mut gone = Usage::default();
+        gone.record(&req("get", "configmaps", "shop", "a", 10));
+        gone.expire(20);
+        assert!(
+            gone.accounts.is_empty(),
+            "an account with nothing left is forgotten"
+        );
+        assert_eq!(gone.entries(), 0);
         let mut other = Usage::default();
         other.record(&req("list", "pods", "shop", "", 70));
         other.record(&req("watch", "pods", "shop", "", 5));

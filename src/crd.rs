@@ -405,12 +405,15 @@ pub struct SecurityBaselineStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LearnedRole {
+    /// The covered namespace the rules are for.
     pub namespace: String,
+    /// The `learn: true` ServiceAccount (in that namespace).
     pub service_account: String,
     /// NoData (no audit event received yet), Learning (the window has not passed), Incomplete
     /// (the account's requests exceeded the memory bound: never enforced), Ready (enforced in
     /// Enforce mode).
     pub state: String,
+    /// Why, and until when it learns.
     pub message: String,
     /// The minimal rules covering what the account did in this namespace during the window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

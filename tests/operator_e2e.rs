@@ -404,6 +404,74 @@ async fn deleted_baseline_garbage_collects_generated_objects() {
     .await;
 }
 
+/// An Enforce baseline that holds the finalizer, edited into a spec the engine cannot compile
+/// (the schema lets the selector operator through), then deleted: the deletion is handled
+/// before compilation, so the finalizer goes and the namespace loses the PSA labels Palisade set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_deleted_while_invalid_still_releases_its_namespaces() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("delinv");
+    let ns = TestNamespace::new(&client, "delinv", &[(TEST_LABEL, &id)]).await;
+    apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Enforce"})).await;
+    let op = Op::start("delinv", &id, &[]);
+    op.wait_ready().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let psa = |n: &Namespace| {
+        n.labels()
+            .keys()
+            .any(|k| k.starts_with("pod-security.kubernetes.io/"))
+    };
+    wait_for(
+        "PSA labels set and the finalizer held",
+        DEADLINE,
+        || async {
+            let n = namespaces.get(&ns.name).await.ok()?;
+            let b = get_baseline(&client, &id).await?;
+            (psa(&n) && !b.finalizers().is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    let mut spec = json!({"enforcement": "Enforce"});
+    spec["namespaceSelector"] = json!({"matchLabels": {TEST_LABEL: id},
+        "matchExpressions": [{"key": "tier", "operator": "Sometimes", "values": ["a"]}]});
+    let body = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SecurityBaseline",
+        "metadata": {"name": id, "labels": {ID_LABEL: id}}, "spec": spec});
+    apply(
+        &Api::<SecurityBaseline>::all(client.clone()),
+        "palisade-tests",
+        &body,
+    )
+    .await;
+    wait_for("the invalid spec reported", DEADLINE, || async {
+        let s = get_baseline(&client, &id).await?.status?;
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        psa(&namespaces.get(&ns.name).await.unwrap()),
+        "labels stay while it exists"
+    );
+
+    Api::<SecurityBaseline>::all(client.clone())
+        .delete(&id, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        "the baseline gone and the PSA labels removed",
+        DEADLINE,
+        || async {
+            let n = namespaces.get(&ns.name).await.ok()?;
+            (get_baseline(&client, &id).await.is_none() && !psa(&n)).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Another manager's edit of a generated NetworkPolicy is reverted; a user's own policy with the
 /// same pod selector is never touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

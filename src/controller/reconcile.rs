@@ -207,6 +207,16 @@ pub async fn reconcile(
 async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, Error> {
     let name = b.name_any();
     let now = Timestamp::now();
+    // Deletion first: it needs nothing of the spec, and a spec that no longer compiles must not
+    // keep the finalizer (and the namespaces' PSA labels) forever.
+    if b.metadata.deletion_timestamp.is_some() {
+        // Owned objects go with the baseline (garbage collection); only the labels need us.
+        let mut changes = Vec::new();
+        namespace_labels(ctx, &name, &BTreeMap::new(), &mut changes).await?;
+        set_finalizer(ctx, b, false).await?;
+        ctx.events.forget(&name);
+        return Ok(Action::await_change());
+    }
     let compiled = match CompiledBaseline::compile(&name, &b.spec, now) {
         Ok(c) => c,
         Err(e) => {
@@ -218,14 +228,6 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
     let uid = b.metadata.uid.clone().unwrap_or_default();
     let needs_finalizer = compiled.settings.enforcement == Enforcement::Enforce
         && compiled.settings.psa_namespace_labels;
-    if b.metadata.deletion_timestamp.is_some() {
-        // Owned objects go with the baseline (garbage collection); only the labels need us.
-        let mut changes = Vec::new();
-        namespace_labels(ctx, &name, &BTreeMap::new(), &mut changes).await?;
-        set_finalizer(ctx, b, false).await?;
-        ctx.events.forget(&name);
-        return Ok(Action::await_change());
-    }
     if needs_finalizer {
         set_finalizer(ctx, b, true).await?;
     }
@@ -794,33 +796,85 @@ async fn patch_status(
 }
 
 async fn write_invalid_status(b: &SecurityBaseline, ctx: &Context, why: &str) -> Result<(), Error> {
-    let now = Timestamp::now();
-    let cond = |t: &str, ok: bool| k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let status = invalid_status(
+        b.status.as_ref(),
+        b.metadata.generation,
+        why,
+        Timestamp::now(),
+    );
+    if b.status.as_ref() != Some(&status) {
+        patch_status(ctx, &b.name_any(), &status).await?;
+    }
+    Ok(())
+}
+
+/// The status of a spec that does not compile: Ready=False, Degraded=True (InvalidSpec). As for
+/// every condition, `lastTransitionTime` changes only when a condition's status does, not when
+/// its message does (a different invalid spec is no transition).
+fn invalid_status(
+    prev: Option<&crate::crd::SecurityBaselineStatus>,
+    generation: Option<i64>,
+    why: &str,
+    now: Timestamp,
+) -> crate::crd::SecurityBaselineStatus {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    let cond = |t: &str, ok: bool| Condition {
         type_: t.into(),
         status: if ok { "True" } else { "False" }.into(),
         reason: "InvalidSpec".into(),
         message: why.into(),
-        observed_generation: b.metadata.generation,
-        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+        observed_generation: generation,
+        last_transition_time: Time(now),
     };
-    let mut status = b.status.clone().unwrap_or_default();
-    status.observed_generation = b.metadata.generation;
+    let mut status = prev.cloned().unwrap_or_default();
+    status.observed_generation = generation;
     status.conditions = vec![cond("Ready", false), cond("Degraded", true)];
-    if let Some(prev) = &b.status {
+    if let Some(prev) = prev {
         for c in &mut status.conditions {
             if let Some(p) = prev
                 .conditions
                 .iter()
-                .find(|p| p.type_ == c.type_ && p.status == c.status && p.message == c.message)
+                .find(|p| p.type_ == c.type_ && p.status == c.status)
             {
                 c.last_transition_time = p.last_transition_time.clone();
             }
         }
     }
-    if b.status.as_ref() != Some(&status) {
-        patch_status(ctx, &b.name_any(), &status).await?;
+    status
+}
+
+#[cfg(test)]
+#[test]
+fn an_invalid_specs_conditions_keep_their_transition_time_when_only_the_message_changes() {
+    let t0: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+    let t1: Timestamp = "2026-12-01T11:00:00Z".parse().unwrap();
+    let first = invalid_status(None, Some(1), "spec.a: bad", t0);
+    let second = invalid_status(Some(&first), Some(2), "spec.b: bad", t1);
+    assert_eq!(second.conditions[1].message, "spec.b: bad");
+    assert_eq!(second.observed_generation, Some(2));
+    for c in &second.conditions {
+        assert_eq!(c.last_transition_time.0, t0, "{}", c.type_);
     }
-    Ok(())
+    // From Ready=True to Ready=False is a transition.
+    let mut ready = first.clone();
+    ready.conditions[0].status = "True".into();
+    let after = invalid_status(Some(&ready), Some(3), "spec.c: bad", t1);
+    assert_eq!(after.conditions[0].last_transition_time.0, t1);
+    assert_eq!(after.conditions[1].last_transition_time.0, t0);
+}
+
+/// The wait after the `failures`-th failure in a row: 1 s, 2 s, 4 s, ... 256 s, then 5 minutes.
+fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(9);
+    Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+#[test]
+fn backoff_doubles_from_one_second_to_five_minutes() {
+    let secs: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
+    assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+    assert_eq!(backoff(0).as_secs(), 1);
 }
 
 /// Per-baseline exponential backoff: 1s, 2s, 4s, ... up to 5 minutes.
@@ -840,7 +894,7 @@ pub fn error_policy(
     let mut failures = ctx.failures.lock().expect("lock");
     let n = failures.entry(name.clone()).or_insert(0);
     *n = (*n + 1).min(16);
-    let delay = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+    let delay = backoff(*n);
     tracing::warn!(baseline = %name, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

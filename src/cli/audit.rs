@@ -51,18 +51,10 @@ pub fn run(args: AuditArgs) -> ExitCode {
             return super::input_error();
         }
     };
-    let mut log = palisade::policy::rbac::learn::LogRead::default();
-    for path in &args.audit_logs {
-        let read = std::fs::File::open(path)
-            .and_then(|f| log.read(std::io::BufReader::new(f), path, None));
-        if let Err(e) = read {
-            eprintln!("error: {path}: {e}");
-            return super::input_error();
-        }
-    }
-    for e in &log.errors {
-        eprintln!("error: {e}");
-    }
+    let log = match super::rbac::read_audit_logs(&args.audit_logs, None) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let mut auditor = Auditor::new(&baseline);
     if !args.audit_logs.is_empty() {
         auditor.set_learned(LearnedUsage {

@@ -35,6 +35,34 @@ pub struct LearnArgs {
     output: Format,
 }
 
+/// Reads audit logs (`-`: stdin), keeping `only`'s requests if given. Unreadable lines are
+/// named on stderr (the caller decides the exit status from `errors_total`); a file that cannot
+/// be read at all is an input error.
+pub fn read_audit_logs(paths: &[String], only: Option<&Account>) -> Result<LogRead, ExitCode> {
+    let mut read = LogRead::default();
+    for path in paths {
+        let result = if path == "-" {
+            read.read(std::io::stdin().lock(), "<stdin>", only)
+        } else {
+            std::fs::File::open(path).and_then(|f| read.read(BufReader::new(f), path, only))
+        };
+        if let Err(e) = result {
+            eprintln!("error: {path}: {e}");
+            return Err(super::input_error());
+        }
+    }
+    for e in &read.errors {
+        eprintln!("error: {e}");
+    }
+    if read.errors_total > read.errors.len() as u64 {
+        eprintln!(
+            "error: ... and {} more unreadable lines",
+            read.errors_total - read.errors.len() as u64
+        );
+    }
+    Ok(read)
+}
+
 pub fn run(cmd: RbacCommand) -> ExitCode {
     match cmd {
         RbacCommand::Learn(a) => learn(a),
@@ -54,28 +82,10 @@ fn learn(args: LearnArgs) -> ExitCode {
         Some((_, a)) => a,
         None => None,
     };
-    let mut read = LogRead::default();
-    for path in &args.audit_logs {
-        let result = if path == "-" {
-            read.read(std::io::stdin().lock(), "<stdin>", only.as_ref())
-        } else {
-            std::fs::File::open(path)
-                .and_then(|f| read.read(BufReader::new(f), path, only.as_ref()))
-        };
-        if let Err(e) = result {
-            eprintln!("error: {path}: {e}");
-            return super::input_error();
-        }
-    }
-    for e in &read.errors {
-        eprintln!("error: {e}");
-    }
-    if read.errors_total > read.errors.len() as u64 {
-        eprintln!(
-            "error: ... and {} more unreadable lines",
-            read.errors_total - read.errors.len() as u64
-        );
-    }
+    let read = match read_audit_logs(&args.audit_logs, only.as_ref()) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     if read.usage.accounts.is_empty() {
         let whom = only.map_or("any service account".to_string(), |a| a.to_string());
         eprintln!(

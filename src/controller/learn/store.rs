@@ -26,10 +26,7 @@ const FLUSH_EVERY: Duration = Duration::from_secs(10);
 const RETENTION: i64 = 2160 * 3600;
 
 pub fn config_map_name(account: &Account) -> String {
-    let key = format!("{}/{}", account.namespace, account.name);
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = crate::policy::rbac::learn::fnv64(&format!("{}/{}", account.namespace, account.name));
     format!("palisade-usage-{h:016x}")
 }
 

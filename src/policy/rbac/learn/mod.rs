@@ -73,14 +73,19 @@ impl LogRead {
     }
 }
 
+/// FNV-1a, 64 bits: stable short names for accounts (no new dependency for one hash).
+pub fn fnv64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Kubernetes names are at most 253 characters: longer ones keep a prefix and a hash.
 fn object_name(name: String) -> String {
     if name.len() <= 253 {
         return name;
     }
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = fnv64(&name);
     let mut cut = 236;
     while !name.is_char_boundary(cut) {
         cut -= 1;

@@ -60,51 +60,33 @@ fn members<'s>(
     sa.and_then(|a| accounts.get(&a)).into_iter().collect()
 }
 
-/// One permission a rule grants: `delete configmaps`, `get apps/deployments[web]`, `get /metrics`.
+/// One permission a rule grants, labelled as [`summary`] prints it: `delete configmaps`,
+/// `get apps/deployments[web]`, `get /metrics`.
 fn atoms(rule: &PolicyRule) -> Vec<(String, PolicyRule)> {
-    let mut out = Vec::new();
     let one = |xs: &str| vec![xs.to_string()];
+    let mut out = Vec::new();
     for verb in &rule.verbs {
         if let Some(urls) = rule.non_resource_urls.as_ref().filter(|u| !u.is_empty()) {
-            for url in urls {
-                out.push((
-                    format!("{verb} {url}"),
-                    PolicyRule {
-                        verbs: one(verb),
-                        non_resource_urls: Some(one(url)),
-                        ..Default::default()
-                    },
-                ));
-            }
+            out.extend(urls.iter().map(|url| PolicyRule {
+                verbs: one(verb),
+                non_resource_urls: Some(one(url)),
+                ..Default::default()
+            }));
             continue;
         }
         for group in rule.api_groups.iter().flatten() {
-            for resource in rule.resources.iter().flatten() {
-                let g = if group.is_empty() {
-                    String::new()
-                } else {
-                    format!("{group}/")
-                };
-                let names = rule
-                    .resource_names
-                    .as_ref()
-                    .filter(|n| !n.is_empty())
-                    .map(|n| format!("[{}]", n.join(",")))
-                    .unwrap_or_default();
-                out.push((
-                    format!("{verb} {g}{resource}{names}"),
-                    PolicyRule {
-                        verbs: one(verb),
-                        api_groups: Some(one(group)),
-                        resources: Some(one(resource)),
-                        resource_names: rule.resource_names.clone(),
-                        non_resource_urls: None,
-                    },
-                ));
-            }
+            out.extend(rule.resources.iter().flatten().map(|resource| PolicyRule {
+                verbs: one(verb),
+                api_groups: Some(one(group)),
+                resources: Some(one(resource)),
+                resource_names: rule.resource_names.clone().filter(|n| !n.is_empty()),
+                non_resource_urls: None,
+            }));
         }
     }
-    out
+    out.into_iter()
+        .map(|atom| (summary(std::slice::from_ref(&atom)).remove(0), atom))
+        .collect()
 }
 
 fn in_reach(access: &Access, binding_ns: Option<&str>) -> bool {

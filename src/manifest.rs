@@ -29,6 +29,9 @@ pub struct Diagnostic {
     /// 1-based line, when known.
     pub line: Option<usize>,
     pub message: String,
+    /// For a document skipped because Palisade does not audit its kind: that kind (reports
+    /// summarise these in one line instead of one line each).
+    pub skipped_kind: Option<String>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -177,6 +180,7 @@ fn helm_chart_skipped(dir: &Path) -> Diagnostic {
         message: format!(
             "Helm chart (Chart.yaml): its templates are not audited; audit the rendered chart with `helm template {dir} | palisade audit -`"
         ),
+        skipped_kind: None,
     }
 }
 
@@ -187,6 +191,7 @@ fn file_error(file: &str, message: String) -> Diagnostic {
         document: None,
         line: None,
         message,
+        skipped_kind: None,
     }
 }
 
@@ -351,6 +356,7 @@ fn doc_error(source: &Source, line: Option<usize>, message: String) -> Diagnosti
         document: Some(source.document),
         line: line.or(Some(source.line)),
         message,
+        skipped_kind: None,
     }
 }
 
@@ -456,6 +462,17 @@ fn typed_value<T: DeserializeOwned>(
     })
 }
 
+/// A document of a kind Palisade does not audit at any apiVersion (Service, ConfigMap, custom
+/// resources): noted, and summarised by kind in reports. A kind it audits, at an apiVersion it
+/// does not read (`extensions/v1beta1 Deployment`), is worth a line of its own.
+fn skipped_kind(source: &Source, message: String, kind: &str) -> Diagnostic {
+    let audited = AUDITED_KINDS.contains(&kind);
+    Diagnostic {
+        skipped_kind: (!audited).then(|| kind.to_string()),
+        ..skipped(source, message)
+    }
+}
+
 fn skipped(source: &Source, message: String) -> Diagnostic {
     Diagnostic {
         severity: Severity::Skipped,
@@ -463,8 +480,28 @@ fn skipped(source: &Source, message: String) -> Diagnostic {
         document: Some(source.document),
         line: Some(source.line),
         message,
+        skipped_kind: None,
     }
 }
+
+/// The kinds `decoder` reads (at some apiVersion).
+const AUDITED_KINDS: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+    "Namespace",
+    "ServiceAccount",
+    "NetworkPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+];
 
 /// How Palisade reads one apiVersion/kind, if it reads it at all.
 fn decoder(api_version: &str, kind: &str) -> Option<Decoder> {
@@ -579,7 +616,7 @@ fn load_document(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Ve
         } else {
             format!("{api_version} {kind} is not a kind Palisade audits")
         };
-        diags.push(skipped(source, why));
+        diags.push(skipped_kind(source, why, &kind));
     }
 }
 
@@ -602,9 +639,10 @@ fn load_list(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Vec<Di
         };
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         let Some(d) = decoder(&api_version, &kind) else {
-            diags.push(skipped(
+            diags.push(skipped_kind(
                 source,
                 format!("items[{i}]: {api_version} {kind} is not a kind Palisade audits"),
+                &kind,
             ));
             continue;
         };

@@ -218,12 +218,50 @@ fn unknown_kinds_and_crds_are_skipped_with_a_note() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let out = stdout(&o);
+    // One summary line, not a line per document.
+    assert!(
+        out.contains("skipped 2 documents of kinds Palisade does not audit: ConfigMap x1, CustomResourceDefinition x1 (--verbose lists each)"),
+        "{out}"
+    );
+    assert!(!out.contains("skipped: <stdin>"), "{out}");
+    // --verbose names each one.
+    let o = palisade(
+        &["audit", "--verbose", "--fail-on", "critical", "-"],
+        Some(input.as_bytes()),
+    );
+    let out = stdout(&o);
     assert!(
         out.contains("skipped: <stdin>:1 (document 0): v1 ConfigMap is not a kind Palisade audits"),
         "{out}"
     );
     assert!(
         out.contains("CustomResourceDefinition is not audited"),
+        "{out}"
+    );
+    // JSON always lists every diagnostic.
+    let o = palisade(
+        &["audit", "--format", "json", "--fail-on", "critical", "-"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(json(&o)["diagnostics"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn an_audited_kind_at_an_unread_api_version_keeps_its_own_line() {
+    // An old Deployment apiVersion is a workload Palisade would miss: never folded into the
+    // summary of kinds it does not audit.
+    let input = "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old, namespace: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n";
+    let o = palisade(
+        &["audit", "--fail-on", "critical", "-"],
+        Some(input.as_bytes()),
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("skipped: <stdin>:1 (document 0): extensions/v1beta1 Deployment is not a kind Palisade audits"),
+        "{out}"
+    );
+    assert!(
+        out.contains("skipped 1 document of kinds Palisade does not audit: Service x1"),
         "{out}"
     );
 }
@@ -318,6 +356,61 @@ fn sarif_is_2_1_0_with_rules_and_locations() {
         "config/samples/workloads.yaml"
     );
     assert!(loc["region"]["startLine"].as_u64().unwrap() > 1);
+}
+
+/// The official SARIF 2.1.0 schema's validator (tools/go-tools/sarif-validate: the OASIS schema
+/// shipped by go-sarif, checked by gojsonschema), built once by scripts/go-tool.
+fn sarif_validator() -> String {
+    let o = Command::new(format!("{ROOT}/scripts/go-tool"))
+        .args(["path", "sarif-validate", "sarif-validate"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_string()
+}
+
+#[test]
+fn sarif_validates_against_the_official_2_1_0_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![];
+    for (name, args) in [
+        (
+            "samples.sarif",
+            vec!["--baseline", "config/baseline.yaml", "config/samples"],
+        ),
+        ("deploy.sarif", vec!["deploy/base"]),
+        ("clean.sarif", vec!["-"]),
+        ("broken.sarif", vec!["-"]),
+    ] {
+        let stdin = match name {
+            "clean.sarif" => Some(COMPLIANT.as_bytes()),
+            "broken.sarif" => Some(b"kind: [\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: 3}\n".as_slice()),
+            _ => None,
+        };
+        let mut all = vec!["audit", "--format", "sarif"];
+        all.extend(args);
+        let o = palisade(&all, stdin);
+        assert!(!o.stdout.is_empty(), "{name}: {}", stderr(&o));
+        let path = dir.path().join(name);
+        std::fs::write(&path, &o.stdout).unwrap();
+        files.push(path);
+    }
+    let v = Command::new(sarif_validator())
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    // The validator rejects what the schema forbids (so the pass above means something).
+    let mut bad: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    bad["runs"][0]["results"][0]["level"] = "severe".into();
+    let bad_path = dir.path().join("bad.sarif");
+    std::fs::write(&bad_path, serde_json::to_vec(&bad).unwrap()).unwrap();
+    let v = Command::new(sarif_validator())
+        .arg(&bad_path)
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
+    assert!(stdout(&v).contains("level"), "{}", stdout(&v));
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub struct AuditArgs {
     /// learning window).
     #[arg(long = "audit-log")]
     audit_logs: Vec<String>,
+    /// List every document skipped for its kind (the table otherwise summarises them in one
+    /// line).
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// Threads parsing files (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -94,7 +98,7 @@ pub fn run(args: AuditArgs) -> ExitCode {
     {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let written = report::write(args.format, &report, &diags, &mut out)
+        let written = report::write(args.format, &report, &diags, args.verbose, &mut out)
             .and_then(|()| std::io::Write::flush(&mut out));
         if let Err(e) = written {
             // A closed pipe (`| head`) is not an error worth a message.

@@ -34,6 +34,8 @@ pub struct AuditReport {
     pub findings: Vec<Finding>,
     /// Findings suppressed by a valid exemption.
     pub exempted: usize,
+    /// The baseline's exemptions and how many findings each suppressed.
+    pub exemptions: Vec<ExemptionUse>,
     /// Findings accepted by an accepted-risk annotation on their object (ClusterRoles and
     /// ClusterRoleBindings only): reported, but not violations. Sorted like `findings`.
     pub accepted: Vec<AcceptedFinding>,
@@ -41,6 +43,20 @@ pub struct AuditReport {
     pub namespaces: Vec<String>,
     /// Objects evaluated.
     pub objects: usize,
+}
+
+/// One of the baseline's exemptions, for reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExemptionUse {
+    /// Index in `spec.exemptions`.
+    pub index: usize,
+    pub rules: Vec<&'static str>,
+    pub namespaces: Vec<String>,
+    pub names: Vec<String>,
+    pub reason: String,
+    pub expires: Option<String>,
+    /// Findings it suppressed in this audit.
+    pub suppressed: usize,
 }
 
 impl AuditReport {
@@ -64,7 +80,8 @@ impl AuditReport {
 pub struct Auditor<'b> {
     baseline: &'b CompiledBaseline,
     findings: Vec<Finding>,
-    exempted: usize,
+    /// Findings suppressed, per exemption (index in `spec.exemptions`).
+    exempted: BTreeMap<usize, usize>,
     objects: usize,
     pending_automount: Vec<PendingAutomount>,
     /// (namespace, name) -> automountServiceAccountToken of ServiceAccounts seen.
@@ -110,7 +127,7 @@ impl<'b> Auditor<'b> {
         Auditor {
             baseline,
             findings: Vec::new(),
-            exempted: 0,
+            exempted: BTreeMap::new(),
             objects: 0,
             pending_automount: Vec::new(),
             service_accounts: HashMap::new(),
@@ -247,8 +264,12 @@ impl<'b> Auditor<'b> {
                 name,
                 labels,
             };
-            if self.baseline.exemption_for(v.rule, &subject).is_some() {
-                self.exempted += 1;
+            if let Some(index) = self
+                .baseline
+                .exemption_for(v.rule, &subject)
+                .map(|e| e.index)
+            {
+                *self.exempted.entry(index).or_default() += 1;
             } else {
                 self.findings.push(v.into_finding(&object));
             }
@@ -342,8 +363,12 @@ impl<'b> Auditor<'b> {
             name: &object.name,
             labels,
         };
-        if self.baseline.exemption_for(v.rule, &subject).is_some() {
-            self.exempted += 1;
+        if let Some(index) = self
+            .baseline
+            .exemption_for(v.rule, &subject)
+            .map(|e| e.index)
+        {
+            *self.exempted.entry(index).or_default() += 1;
             return None;
         }
         Some(v.into_finding(object))
@@ -435,9 +460,25 @@ impl<'b> Auditor<'b> {
         }
         // Unstable sort: no scratch buffer of half the findings; the key is total (includes the source).
         findings.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let exemptions = baseline
+            .spec
+            .exemptions
+            .iter()
+            .enumerate()
+            .map(|(index, e)| ExemptionUse {
+                index,
+                rules: e.rules.iter().map(|r| r.id()).collect(),
+                namespaces: e.namespaces.clone(),
+                names: e.names.clone(),
+                reason: e.reason.clone(),
+                expires: e.expires.as_ref().map(|t| t.0.to_string()),
+                suppressed: self.exempted.get(&index).copied().unwrap_or(0),
+            })
+            .collect();
         AuditReport {
             findings,
-            exempted: self.exempted,
+            exempted: self.exempted.values().sum(),
+            exemptions,
             accepted,
             namespaces: covered,
             objects: self.objects,
@@ -501,8 +542,12 @@ impl<'b> Auditor<'b> {
                 name: &f.object.name,
                 labels: &labels,
             };
-            if self.baseline.exemption_for(f.rule, &subject).is_some() {
-                self.exempted += 1;
+            if let Some(index) = self
+                .baseline
+                .exemption_for(f.rule, &subject)
+                .map(|e| e.index)
+            {
+                *self.exempted.entry(index).or_default() += 1;
             } else {
                 self.findings.push(f);
             }
@@ -543,8 +588,12 @@ impl<'b> Auditor<'b> {
                 name: ns,
                 labels: &labels,
             };
-            if self.baseline.exemption_for(v.rule, &subject).is_some() {
-                self.exempted += 1;
+            if let Some(index) = self
+                .baseline
+                .exemption_for(v.rule, &subject)
+                .map(|e| e.index)
+            {
+                *self.exempted.entry(index).or_default() += 1;
             } else {
                 self.findings.push(v.into_finding(&object));
             }
@@ -589,8 +638,8 @@ impl<'b> Auditor<'b> {
                 name: &f.object.name,
                 labels: &NO_LABELS,
             };
-            if baseline.exemption_for(f.rule, &subject).is_some() {
-                self.exempted += 1;
+            if let Some(index) = baseline.exemption_for(f.rule, &subject).map(|e| e.index) {
+                *self.exempted.entry(index).or_default() += 1;
             } else {
                 self.findings.push(f);
             }

@@ -15,6 +15,7 @@ fn cells(f: &Finding) -> [String; 4] {
 pub fn write(
     report: &AuditReport,
     diags: &[Diagnostic],
+    verbose: bool,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let header = ["SEVERITY", "RULE", "OBJECT", "FIELD", "MESSAGE"];
@@ -70,8 +71,13 @@ pub fn write(
         }
         writeln!(out)?;
     }
-    for d in diags {
+    for d in diags.iter().filter(|d| verbose || d.skipped_kind.is_none()) {
         writeln!(out, "{d}")?;
+    }
+    if !verbose {
+        if let Some(line) = super::skipped_summary(diags) {
+            writeln!(out, "{line} (--verbose lists each)")?;
+        }
     }
     let by: Vec<String> = report
         .by_severity()

@@ -466,7 +466,7 @@ fn typed_value<T: DeserializeOwned>(
 /// resources): noted, and summarised by kind in reports. A kind it audits, at an apiVersion it
 /// does not read (`extensions/v1beta1 Deployment`), is worth a line of its own.
 fn skipped_kind(source: &Source, message: String, kind: &str) -> Diagnostic {
-    let audited = AUDITED_KINDS.contains(&kind);
+    let audited = audits_kind(kind);
     Diagnostic {
         skipped_kind: (!audited).then(|| kind.to_string()),
         ..skipped(source, message)
@@ -484,46 +484,58 @@ fn skipped(source: &Source, message: String) -> Diagnostic {
     }
 }
 
-/// The kinds `decoder` reads (at some apiVersion).
-const AUDITED_KINDS: &[&str] = &[
-    "Pod",
-    "Deployment",
-    "ReplicaSet",
-    "StatefulSet",
-    "DaemonSet",
-    "Job",
-    "CronJob",
-    "ReplicationController",
-    "Namespace",
-    "ServiceAccount",
-    "NetworkPolicy",
-    "Role",
-    "ClusterRole",
-    "RoleBinding",
-    "ClusterRoleBinding",
+/// Every apiVersion/kind Palisade reads, and how: the one list to extend with a new kind
+/// (plus its `Decoder` variant and the `decode_with!` arm that builds its `Object`).
+const KINDS: &[(&str, &str, Decoder)] = &[
+    ("v1", "Pod", Decoder::Pod),
+    ("apps/v1", "Deployment", Decoder::Deployment),
+    ("apps/v1", "ReplicaSet", Decoder::ReplicaSet),
+    ("apps/v1", "StatefulSet", Decoder::StatefulSet),
+    ("apps/v1", "DaemonSet", Decoder::DaemonSet),
+    ("batch/v1", "Job", Decoder::Job),
+    ("batch/v1", "CronJob", Decoder::CronJob),
+    (
+        "v1",
+        "ReplicationController",
+        Decoder::ReplicationController,
+    ),
+    ("v1", "Namespace", Decoder::Namespace),
+    ("v1", "ServiceAccount", Decoder::ServiceAccount),
+    ("v1", "Service", Decoder::Service),
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        Decoder::NetworkPolicy,
+    ),
+    ("rbac.authorization.k8s.io/v1", "Role", Decoder::Role),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        Decoder::ClusterRole,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        Decoder::RoleBinding,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        Decoder::ClusterRoleBinding,
+    ),
 ];
 
 /// How Palisade reads one apiVersion/kind, if it reads it at all.
 fn decoder(api_version: &str, kind: &str) -> Option<Decoder> {
-    use Decoder::*;
-    Some(match (api_version, kind) {
-        ("v1", "Pod") => Pod,
-        ("apps/v1", "Deployment") => Deployment,
-        ("apps/v1", "ReplicaSet") => ReplicaSet,
-        ("apps/v1", "StatefulSet") => StatefulSet,
-        ("apps/v1", "DaemonSet") => DaemonSet,
-        ("batch/v1", "Job") => Job,
-        ("batch/v1", "CronJob") => CronJob,
-        ("v1", "ReplicationController") => ReplicationController,
-        ("v1", "Namespace") => Namespace,
-        ("v1", "ServiceAccount") => ServiceAccount,
-        ("networking.k8s.io/v1", "NetworkPolicy") => NetworkPolicy,
-        ("rbac.authorization.k8s.io/v1", "Role") => Role,
-        ("rbac.authorization.k8s.io/v1", "ClusterRole") => ClusterRole,
-        ("rbac.authorization.k8s.io/v1", "RoleBinding") => RoleBinding,
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => ClusterRoleBinding,
-        _ => return None,
-    })
+    KINDS
+        .iter()
+        .find(|(a, k, _)| *a == api_version && *k == kind)
+        .map(|(_, _, d)| *d)
+}
+
+/// Whether Palisade reads this kind at some apiVersion.
+fn audits_kind(kind: &str) -> bool {
+    KINDS.iter().any(|(_, k, _)| *k == kind)
 }
 
 #[derive(Clone, Copy)]
@@ -538,6 +550,7 @@ enum Decoder {
     ReplicationController,
     Namespace,
     ServiceAccount,
+    Service,
     NetworkPolicy,
     Role,
     ClusterRole,
@@ -561,6 +574,7 @@ macro_rules! decode_with {
             D::ReplicationController => w(Workload::ReplicationController($f($($arg),*)?)),
             D::Namespace => Object::Namespace($f($($arg),*)?),
             D::ServiceAccount => Object::ServiceAccount($f($($arg),*)?),
+            D::Service => Object::Service(Box::new($f($($arg),*)?)),
             D::NetworkPolicy => Object::NetworkPolicy($f($($arg),*)?),
             D::Role => Object::Role($f($($arg),*)?),
             D::ClusterRole => Object::ClusterRole($f($($arg),*)?),

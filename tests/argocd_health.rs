@@ -148,6 +148,7 @@ fn baseline_with_status(
         accepted: Vec::new(),
         namespaces: vec!["shop".into(), "shop-2".into()],
         objects: 0,
+        ..Default::default()
     };
     let st = status::build(
         StatusInput {

@@ -250,7 +250,7 @@ fn unknown_kinds_and_crds_are_skipped_with_a_note() {
 fn an_audited_kind_at_an_unread_api_version_keeps_its_own_line() {
     // An old Deployment apiVersion is a workload Palisade would miss: never folded into the
     // summary of kinds it does not audit.
-    let input = "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old, namespace: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n";
+    let input = "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old, namespace: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: s, namespace: a}\n";
     let o = palisade(
         &["audit", "--fail-on", "critical", "-"],
         Some(input.as_bytes()),
@@ -261,7 +261,7 @@ fn an_audited_kind_at_an_unread_api_version_keeps_its_own_line() {
         "{out}"
     );
     assert!(
-        out.contains("skipped 1 document of kinds Palisade does not audit: Service x1"),
+        out.contains("skipped 1 document of kinds Palisade does not audit: ConfigMap x1"),
         "{out}"
     );
 }
@@ -842,5 +842,90 @@ subjects: [{kind: ServiceAccount, name: api, namespace: shop}]
     assert!(
         !stdout(&before).contains("name: palisade-api"),
         "nothing learned: no Role"
+    );
+}
+
+#[test]
+fn exposed_services_are_reported_by_exposure_in_covered_namespaces_only() {
+    let input = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: lab, labels: {team: research}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: public, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 443}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: partners, namespace: shop}
+spec: {type: LoadBalancer, loadBalancerSourceRanges: [198.51.100.0/24], ports: [{port: 443}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mitm, namespace: shop}
+spec: {externalIPs: [8.8.8.8], ports: [{port: 53, protocol: UDP}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: debug, namespace: shop}
+spec: {type: NodePort, ports: [{port: 80, nodePort: 30080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: internal, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: public, namespace: lab}
+spec: {type: LoadBalancer}
+"#;
+    let o = palisade(
+        &[
+            "audit",
+            "--baseline",
+            "config/baseline.yaml",
+            "--format",
+            "json",
+            "-",
+        ],
+        Some(input.as_bytes()),
+    );
+    let report = json(&o);
+    let services: Vec<(String, String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["object"]["kind"] == "Service")
+        .map(|f| {
+            (
+                format!(
+                    "{}/{}",
+                    f["object"]["namespace"].as_str().unwrap(),
+                    f["object"]["name"].as_str().unwrap()
+                ),
+                f["rule"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = |ns_name: &str, rule: &str, sev: &str| {
+        (ns_name.to_string(), rule.to_string(), sev.to_string())
+    };
+    assert_eq!(
+        services,
+        vec![
+            want("shop/debug", "network.service-node-port", "medium"),
+            want("shop/mitm", "network.service-external-ips", "high"),
+            want("shop/partners", "network.service-load-balancer", "medium"),
+            want("shop/public", "network.service-load-balancer", "high"),
+        ],
+        "lab is not covered; shop/internal exposes nothing"
     );
 }

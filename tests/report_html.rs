@@ -109,10 +109,8 @@ rules:
   verbs: [get, list]
 ---
 apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec:
-  ports: [{port: 80}]
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
 "#;
 
 #[test]
@@ -192,5 +190,5 @@ fn html_report_renders_in_chromium_with_the_json_counts() {
     // Exemptions with what they suppressed, the accepted risk with its reason, input notes.
     assert!(dom.contains("vendor image runs as root; ticket SEC-123"));
     assert!(dom.contains("the backup agent reads every Secret; SEC-77"));
-    assert!(dom.contains("skipped 1 document of kinds Palisade does not audit: Service x1"));
+    assert!(dom.contains("skipped 1 document of kinds Palisade does not audit: ConfigMap x1"));
 }

@@ -12,6 +12,9 @@ for tool in lua5.4 buildah umoci skopeo; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
+# chromium: renders the HTML report in tests/report_html.rs; time (GNU): peak RSS in benchmarks.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/time ] || missing+=(time)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

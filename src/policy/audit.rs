@@ -6,6 +6,7 @@
 
 use super::accepted::{self, Acceptance, AcceptedFinding};
 use super::baseline::{CompiledBaseline, Subject};
+use super::exposure;
 use super::finding::{Finding, ObjectRef, Source, Violation};
 use super::hardening::{self, Automount};
 use super::network::{self, PolicySummary};
@@ -173,6 +174,7 @@ impl<'b> Auditor<'b> {
             Object::Workload(w) => self.workload(&w, source),
             Object::Namespace(ns) => self.namespace(ns),
             Object::ServiceAccount(sa) => self.service_account(&sa),
+            Object::Service(svc) => self.service(&svc),
             Object::NetworkPolicy(np) => {
                 let ns = np.metadata.namespace.clone().unwrap_or_default();
                 self.saw_namespace(&ns);
@@ -223,6 +225,7 @@ impl<'b> Auditor<'b> {
             Object::Workload(_) => return,
             Object::Namespace(o) => ("Namespace", &o.metadata),
             Object::ServiceAccount(o) => ("ServiceAccount", &o.metadata),
+            Object::Service(o) => ("Service", &o.metadata),
             Object::NetworkPolicy(o) => ("NetworkPolicy", &o.metadata),
             Object::Role(o) => ("Role", &o.metadata),
             Object::RoleBinding(o) => ("RoleBinding", &o.metadata),
@@ -300,6 +303,24 @@ impl<'b> Auditor<'b> {
     }
 
     /// Evaluates a workload's pod template against PSS and hardening rules.
+    /// What a Service exposes beyond the pod network (see [`exposure`]).
+    fn service(&mut self, svc: &k8s_openapi::api::core::v1::Service) {
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        self.saw_namespace(ns);
+        let object = ObjectRef::new(
+            "Service",
+            Some(ns),
+            svc.metadata.name.as_deref().unwrap_or(""),
+        );
+        let labels = svc.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
+        for (v, severity) in exposure::service_exposure(svc) {
+            if let Some(mut f) = self.exempt_or_keep(v, &object, labels) {
+                f.severity = severity;
+                self.findings.push(f);
+            }
+        }
+    }
+
     pub fn workload(&mut self, w: &Workload, source: Option<&Source>) {
         // Pods and ReplicaSets created by a controller are reported once, on the controller.
         if w.is_owned_by_workload() {
@@ -650,7 +671,10 @@ impl<'b> Auditor<'b> {
 /// The reference of an object whose findings are made at the end (joins), if any.
 fn joined_ref(object: &Object) -> Option<ObjectRef> {
     let (kind, meta) = match object {
-        Object::Workload(_) | Object::ServiceAccount(_) | Object::NetworkPolicy(_) => return None,
+        Object::Workload(_)
+        | Object::ServiceAccount(_)
+        | Object::Service(_)
+        | Object::NetworkPolicy(_) => return None,
         Object::Namespace(o) => ("Namespace", &o.metadata),
         Object::Role(o) => ("Role", &o.metadata),
         Object::ClusterRole(o) => ("ClusterRole", &o.metadata),

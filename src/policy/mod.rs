@@ -4,6 +4,7 @@ pub mod accepted;
 pub mod audit;
 pub mod baseline;
 pub mod desired;
+pub mod exposure;
 pub mod finding;
 pub mod hardening;
 pub mod netpol;

@@ -1,7 +1,7 @@
 //! Every kind the engine reads, typed.
 
 use super::workload::Workload;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
@@ -11,6 +11,7 @@ pub enum Object {
     Workload(Box<Workload>),
     Namespace(Namespace),
     ServiceAccount(ServiceAccount),
+    Service(Box<Service>),
     NetworkPolicy(NetworkPolicy),
     Role(Role),
     ClusterRole(ClusterRole),

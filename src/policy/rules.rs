@@ -135,6 +135,9 @@ rules! {
     AllowAllOverride => "network.allow-all-override", High, Network, "CIS 5.3.2", "a NetworkPolicy must not re-open all traffic";
     OpenToAllPods => "network.open-to-all-pods", Medium, Network, "CIS 5.3.2", "a workload under default deny must not admit every pod of the cluster";
     ApiReachableWithoutNeed => "network.api-reachable-without-need", Medium, Network, "CIS 5.1.6, 5.3.2", "only workloads whose account is declared, and that mount its token, may reach the API server";
+    ServiceExternalIps => "network.service-external-ips", High, Network, "CVE-2020-8554", "Services must not set externalIPs";
+    ServiceLoadBalancer => "network.service-load-balancer", High, Network, "NSA/CISA Kubernetes Hardening Guide: network separation", "LoadBalancer Services must be restricted to the sources that need them (severity by exposure)";
+    ServiceNodePort => "network.service-node-port", Medium, Network, "NSA/CISA Kubernetes Hardening Guide: network separation", "NodePort Services must not expose pods on every node";
     AllowSelectsNothing => "network.allow-selects-nothing", Low, Network, "Palisade: spec.network.allow", "a declared allow rule must select the pods and peers it names";
     ExemptionExpired => "exemption.expired", Low, Baseline, "Palisade: exemptions", "expired exemptions must be renewed or removed";
     AcceptedRiskInvalid => "accepted-risk.invalid", Low, Baseline, "Palisade: accepted-risk annotations", "accepted-risk annotations need a known rule, a reason of 10+ characters and a ClusterRole or ClusterRoleBinding";

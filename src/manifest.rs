@@ -533,6 +533,14 @@ fn decoder(api_version: &str, kind: &str) -> Option<Decoder> {
         .map(|(_, _, d)| *d)
 }
 
+/// The apiVersion Palisade reads `kind` at (for references to objects it reports on).
+pub fn api_version_of(kind: &str) -> Option<&'static str> {
+    KINDS
+        .iter()
+        .find(|(_, k, _)| *k == kind)
+        .map(|(a, _, _)| *a)
+}
+
 /// Whether Palisade reads this kind at some apiVersion.
 fn audits_kind(kind: &str) -> bool {
     KINDS.iter().any(|(_, k, _)| *k == kind)

@@ -8,7 +8,7 @@ mod common;
 
 use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -174,6 +174,35 @@ async fn reports_follow_findings_and_coverage() {
     assert_eq!(hostnet["policy"], id.as_str());
     assert_eq!(hostnet["resources"][0]["kind"], "Deployment");
     assert_eq!(hostnet["resources"][0]["apiVersion"], "apps/v1");
+    // A Service the operator caches anyway is audited for exposure too.
+    let lb = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "public", "namespace": ns1.name},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 443}]},
+    });
+    Api::<Service>::namespaced(client.clone(), &ns1.name)
+        .patch(
+            "public",
+            &PatchParams::apply("palisade-tests").force(),
+            &Patch::Apply(&lb),
+        )
+        .await
+        .unwrap();
+    let with_lb = wait_for("report with the exposed Service", DEADLINE, || async {
+        let r = report(&client, &ns1.name, &name).await?;
+        has_result(&r, "network.service-load-balancer", "public").then_some(r)
+    })
+    .await;
+    let exposed = data(&with_lb)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["rule"] == "network.service-load-balancer")
+        .unwrap()
+        .clone();
+    assert_eq!(exposed["severity"], "high", "{exposed}");
+    assert_eq!(exposed["resources"][0]["kind"], "Service");
+    assert_eq!(exposed["resources"][0]["apiVersion"], "v1");
     wait_for("report in the second namespace", DEADLINE, || async {
         report(&client, &ns2.name, &name).await
     })

@@ -129,6 +129,12 @@ pub fn audit(
         )*};
     }
     namespaced!(service_accounts => ServiceAccount, roles => Role, role_bindings => RoleBinding);
+    // Services are cached for webhook backends anyway; here they are audited for exposure.
+    for svc in caches.services.state() {
+        if in_scope(svc.metadata.namespace.as_deref()) {
+            auditor.add(Object::Service(Box::new((*svc).clone())), None);
+        }
+    }
     for np in caches.network_policies.state() {
         let ns = np.metadata.namespace.as_deref();
         let replaced =

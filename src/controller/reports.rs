@@ -49,18 +49,7 @@ pub fn report_name(baseline: &str) -> String {
     name.trim_end_matches(['-', '.']).to_string()
 }
 
-fn api_version_of(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "Pod" | "ServiceAccount" | "Namespace" | "ReplicationController" => "v1",
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
-        "Job" | "CronJob" => "batch/v1",
-        "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
-            "rbac.authorization.k8s.io/v1"
-        }
-        "NetworkPolicy" => "networking.k8s.io/v1",
-        _ => return None,
-    })
-}
+use crate::manifest::api_version_of;
 
 fn category(c: Category) -> &'static str {
     match c {

@@ -34,7 +34,7 @@ fn rules_for(r: &AuditReport, name: &str) -> Vec<(Rule, String)> {
     r.findings
         .iter()
         .filter(|f| f.object.name == name)
-        .map(|f| (f.rule, f.field.clone()))
+        .map(|f| (f.rule, f.field.to_string()))
         .collect()
 }
 
@@ -404,7 +404,7 @@ fn accepted_risk_annotations_on_a_cluster_role() {
     let unknown = r
         .findings
         .iter()
-        .find(|f| f.field == annotation_field("rbac.no-such-rule"))
+        .find(|f| *f.field == *annotation_field("rbac.no-such-rule"))
         .unwrap();
     assert!(
         unknown.message.contains("`rbac.no-such-rule`"),
@@ -619,7 +619,7 @@ spec:
         .findings
         .iter()
         .filter(|f| f.rule == Rule::OpenToAllPods)
-        .map(|f| (f.object.name.as_str(), f.message.as_str()))
+        .map(|f| (f.object.name.as_str(), &*f.message))
         .collect();
     assert_eq!(holes.len(), 1, "{holes:?}");
     assert_eq!(holes[0].0, "web");
@@ -653,7 +653,7 @@ network:
         .findings
         .iter()
         .filter(|f| f.rule == Rule::AllowSelectsNothing)
-        .map(|f| f.field.as_str())
+        .map(|f| &*f.field)
         .collect();
     assert_eq!(
         fields,
@@ -735,7 +735,7 @@ rbac: {serviceAccounts: [{name: api, rules: [{apiGroups: [""], resources: [confi
         .findings
         .iter()
         .filter(|f| f.rule == Rule::ApiReachableWithoutNeed)
-        .map(|f| (f.object.name.as_str(), f.message.as_str()))
+        .map(|f| (f.object.name.as_str(), &*f.message))
         .collect();
     flagged.sort();
     let names: Vec<&str> = flagged.iter().map(|f| f.0).collect();

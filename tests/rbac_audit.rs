@@ -264,7 +264,7 @@ fn run(o: &Objects) -> Vec<Finding> {
 fn find<'f>(findings: &'f [Finding], rule: Rule, object: &str, field: &str) -> &'f Finding {
     findings
         .iter()
-        .find(|f| f.rule == rule && f.object.to_string() == object && f.field == field)
+        .find(|f| f.rule == rule && f.object.to_string() == object && &*f.field == field)
         .unwrap_or_else(|| panic!("missing {rule} {object} {field}"))
 }
 
@@ -275,7 +275,7 @@ fn realistic_manifests_yield_exactly_the_expected_findings() {
     let findings = run(&objects);
     let got: Vec<(&str, String, &str)> = findings
         .iter()
-        .map(|f| (f.rule.id(), f.object.to_string(), f.field.as_str()))
+        .map(|f| (f.rule.id(), f.object.to_string(), &*f.field))
         .collect();
     let want: Vec<(&str, String, &str)> = [
         (
@@ -399,7 +399,7 @@ fn realistic_manifests_yield_exactly_the_expected_findings() {
         "rules[1].verbs",
     );
     assert_eq!(
-        f.message,
+        &*f.message,
         "grants get on secrets (narrowed to resourceNames: api-db); \
          bound to ServiceAccount shop/api via RoleBinding shop/api-config"
     );
@@ -411,7 +411,7 @@ fn realistic_manifests_yield_exactly_the_expected_findings() {
         "rules[0].verbs",
     );
     assert_eq!(
-        f.message,
+        &*f.message,
         "grants create on deployments.apps; bound to ServiceAccount ci/deployer via ClusterRoleBinding ci-deployer"
     );
     assert_eq!(f.object.namespace, None);
@@ -434,7 +434,7 @@ fn realistic_manifests_yield_exactly_the_expected_findings() {
         "roleRef",
     );
     assert_eq!(
-        f.message,
+        &*f.message,
         "built-in ClusterRole edit grants get on pods/attach, pods/exec, pods/portforward \
          (rules[0] from ClusterRole system:aggregate-to-edit); create on pods/attach, pods/exec, \
          pods/portforward (rules[2] from ClusterRole system:aggregate-to-edit); \
@@ -461,7 +461,7 @@ fn widening_the_scope_reports_the_excluded_namespace() {
     let extra: Vec<(Rule, String, String)> = out
         .iter()
         .filter(|f| f.object.namespace.as_deref() == Some("kube-system"))
-        .map(|f| (f.rule, f.object.to_string(), f.field.clone()))
+        .map(|f| (f.rule, f.object.to_string(), f.field.to_string()))
         .collect();
     assert_eq!(
         extra,

@@ -52,7 +52,9 @@ impl EventMemory {
         let mut now: BTreeMap<ObjectRef, BTreeSet<&'static str>> = BTreeMap::new();
         for f in &report.findings {
             if WORKLOAD_API.iter().any(|(k, _)| *k == f.object.kind) {
-                now.entry(f.object.clone()).or_default().insert(f.rule.id());
+                now.entry((*f.object).clone())
+                    .or_default()
+                    .insert(f.rule.id());
             }
         }
         let mut last = self.last.lock().expect("event memory lock poisoned");
@@ -146,8 +148,8 @@ mod tests {
                 Finding::new(
                     Rule::Privileged,
                     ObjectRef::new("Pod", Some("a"), &format!("p{i}")),
-                    "spec.containers[0].securityContext.privileged".into(),
-                    "privileged".into(),
+                    "spec.containers[0].securityContext.privileged",
+                    "privileged",
                 )
             })
             .collect();

@@ -323,8 +323,8 @@ mod tests {
         Finding::new(
             rule,
             ObjectRef::new("Deployment", ns, name),
-            "spec.template.spec.hostNetwork".into(),
-            "do not".into(),
+            "spec.template.spec.hostNetwork",
+            "do not",
         )
     }
 

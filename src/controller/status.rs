@@ -71,8 +71,8 @@ pub fn build(
             kind: f.object.kind.clone(),
             namespace: f.object.namespace.clone(),
             name: f.object.name.clone(),
-            field: f.field.clone(),
-            message: f.message.clone(),
+            field: f.field.to_string(),
+            message: f.message.to_string(),
         })
         .collect();
     let total = r.findings.len();

@@ -18,6 +18,7 @@ use super::workload::Workload;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
@@ -110,6 +111,22 @@ pub struct Auditor<'b> {
     acceptances: HashMap<ObjectRef, Vec<Acceptance>>,
     /// What service accounts did, when known for a whole learning window.
     learned: Option<LearnedUsage<'b>>,
+    /// Field paths and messages of the findings, each stored once.
+    strings: Interner,
+}
+
+/// Shares equal strings: findings repeat the same field paths and messages across workloads.
+#[derive(Default)]
+struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    fn intern(&mut self, s: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.0.get(&**s) {
+            return shared.clone();
+        }
+        self.0.insert(s.clone());
+        s.clone()
+    }
 }
 
 /// What service accounts did during a learning window: the operator's audit-webhook aggregate,
@@ -145,6 +162,7 @@ impl<'b> Auditor<'b> {
             cluster_role_bindings: Vec::new(),
             acceptances: HashMap::new(),
             learned: None,
+            strings: Interner::default(),
         }
     }
 
@@ -181,11 +199,11 @@ impl<'b> Auditor<'b> {
                 self.network_namespaces.insert(ns.clone());
                 let mut out = Vec::new();
                 network::allow_all_rules(&np, &mut out);
-                let object = ObjectRef::new(
+                let object = Arc::new(ObjectRef::new(
                     "NetworkPolicy",
                     Some(&ns),
                     np.metadata.name.as_deref().unwrap_or(""),
-                );
+                ));
                 let labels = np.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
                 self.push_violations(out, &object, labels);
                 self.policies
@@ -242,10 +260,10 @@ impl<'b> Auditor<'b> {
         if cluster_scoped {
             let mut out = Vec::new();
             let valid = accepted::parse(Some(annotations), &mut out);
-            let object = ObjectRef::new(kind, None, name);
+            let object = Arc::new(ObjectRef::new(kind, None, name));
             self.push_violations(out, &object, labels);
             if !valid.is_empty() {
-                self.acceptances.insert(object, valid);
+                self.acceptances.insert((*object).clone(), valid);
             }
             return;
         }
@@ -260,7 +278,7 @@ impl<'b> Auditor<'b> {
             Object::Namespace(_) => (None, Some(name)),
             _ => (meta.namespace.as_deref(), meta.namespace.as_deref()),
         };
-        let object = ObjectRef::new(kind, namespace, name);
+        let object = Arc::new(ObjectRef::new(kind, namespace, name));
         for v in out {
             let subject = Subject {
                 namespace: subject_ns,
@@ -274,7 +292,7 @@ impl<'b> Auditor<'b> {
             {
                 *self.exempted.entry(index).or_default() += 1;
             } else {
-                self.findings.push(v.into_finding(&object));
+                self.keep(v.into_finding(&object));
             }
         }
     }
@@ -307,16 +325,16 @@ impl<'b> Auditor<'b> {
     fn service(&mut self, svc: &k8s_openapi::api::core::v1::Service) {
         let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
         self.saw_namespace(ns);
-        let object = ObjectRef::new(
+        let object = Arc::new(ObjectRef::new(
             "Service",
             Some(ns),
             svc.metadata.name.as_deref().unwrap_or(""),
-        );
+        ));
         let labels = svc.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
         for (v, severity) in exposure::service_exposure(svc) {
             if let Some(mut f) = self.exempt_or_keep(v, &object, labels) {
                 f.severity = severity;
-                self.findings.push(f);
+                self.keep(f);
             }
         }
     }
@@ -332,7 +350,7 @@ impl<'b> Auditor<'b> {
         }
         self.net.add_workload(w, false);
         let Some(pod) = w.pod_target() else { return };
-        let object = w.object_ref();
+        let object = Arc::new(w.object_ref());
         if !self.api_server.is_empty() {
             let sa = pod
                 .spec
@@ -340,7 +358,7 @@ impl<'b> Auditor<'b> {
                 .clone()
                 .unwrap_or_else(|| "default".into());
             self.accounts.insert(
-                object.clone(),
+                (*object).clone(),
                 (
                     object.namespace.clone(),
                     sa,
@@ -364,7 +382,7 @@ impl<'b> Auditor<'b> {
         let mut finding = finding;
         finding.source = source.cloned();
         match sa {
-            None => self.findings.push(finding),
+            None => self.keep(finding),
             Some(service_account) => self.pending_automount.push(PendingAutomount {
                 namespace: object.namespace.clone(),
                 service_account,
@@ -376,7 +394,7 @@ impl<'b> Auditor<'b> {
     fn exempt_or_keep(
         &mut self,
         v: Violation,
-        object: &ObjectRef,
+        object: &Arc<ObjectRef>,
         labels: &BTreeMap<String, String>,
     ) -> Option<Finding> {
         let subject = Subject {
@@ -395,15 +413,22 @@ impl<'b> Auditor<'b> {
         Some(v.into_finding(object))
     }
 
+    /// Keeps a finding, sharing its field path and message with earlier identical ones.
+    fn keep(&mut self, mut f: Finding) {
+        f.field = self.strings.intern(&f.field);
+        f.message = self.strings.intern(&f.message);
+        self.findings.push(f);
+    }
+
     fn push_violations(
         &mut self,
         vs: Vec<Violation>,
-        object: &ObjectRef,
+        object: &Arc<ObjectRef>,
         labels: &BTreeMap<String, String>,
     ) {
         for v in vs {
             if let Some(f) = self.exempt_or_keep(v, object, labels) {
-                self.findings.push(f);
+                self.keep(f);
             }
         }
     }
@@ -427,7 +452,7 @@ impl<'b> Auditor<'b> {
                 .flatten()
                 == Some(false);
             if !disabled {
-                self.findings.push(p.finding);
+                self.keep(p.finding);
             }
         }
         let covered: Vec<String> = self
@@ -555,7 +580,7 @@ impl<'b> Auditor<'b> {
             objects.iter().enumerate().map(|(i, o)| (o, i)).collect();
         for f in out {
             let labels = by_object
-                .get(&f.object)
+                .get(&*f.object)
                 .map(|&i| cluster.pods[i].labels.clone())
                 .unwrap_or_default();
             let subject = Subject {
@@ -570,7 +595,7 @@ impl<'b> Auditor<'b> {
             {
                 *self.exempted.entry(index).or_default() += 1;
             } else {
-                self.findings.push(f);
+                self.keep(f);
             }
         }
     }
@@ -603,7 +628,7 @@ impl<'b> Auditor<'b> {
                 .cloned()
                 .flatten()
                 .unwrap_or_default();
-            let object = ObjectRef::new("Namespace", None, ns);
+            let object = Arc::new(ObjectRef::new("Namespace", None, ns));
             let subject = Subject {
                 namespace: Some(ns),
                 name: ns,
@@ -616,7 +641,7 @@ impl<'b> Auditor<'b> {
             {
                 *self.exempted.entry(index).or_default() += 1;
             } else {
-                self.findings.push(v.into_finding(&object));
+                self.keep(v.into_finding(&object));
             }
         }
     }
@@ -662,7 +687,7 @@ impl<'b> Auditor<'b> {
             if let Some(index) = baseline.exemption_for(f.rule, &subject).map(|e| e.index) {
                 *self.exempted.entry(index).or_default() += 1;
             } else {
-                self.findings.push(f);
+                self.keep(f);
             }
         }
     }

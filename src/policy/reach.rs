@@ -40,7 +40,7 @@ pub fn open_to_all_pods(cluster: &Cluster, objects: &[ObjectRef], out: &mut Vec<
             out.push(Finding::new(
                 Rule::OpenToAllPods,
                 object.clone(),
-                "metadata.labels".into(),
+                "metadata.labels",
                 format!(
                     "every pod in the cluster can reach it {} through NetworkPolicy {rule}; name the peers that need it",
                     ports_text(ports)
@@ -187,7 +187,7 @@ pub fn api_reachable_without_need(
         out.push(Finding::new(
             Rule::ApiReachableWithoutNeed,
             object.clone(),
-            "spec.serviceAccountName".into(),
+            "spec.serviceAccountName",
             format!("can reach the API server ({path}) although {why}; only declared accounts keep API egress under default deny"),
         ));
     }

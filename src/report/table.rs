@@ -8,7 +8,7 @@ fn cells(f: &Finding) -> [String; 4] {
         f.severity.to_string().to_uppercase(),
         f.rule.to_string(),
         f.object.to_string(),
-        f.field.clone(),
+        f.field.to_string(),
     ]
 }
 

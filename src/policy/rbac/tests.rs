@@ -52,7 +52,7 @@ fn run(yaml: &str) -> Vec<Finding> {
 fn keys(findings: &[Finding]) -> Vec<(Rule, String, String)> {
     findings
         .iter()
-        .map(|f| (f.rule, f.object.to_string(), f.field.clone()))
+        .map(|f| (f.rule, f.object.to_string(), f.field.to_string()))
         .collect()
 }
 
@@ -111,12 +111,12 @@ subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}]"#);
         ]
     );
     assert_eq!(
-        f[0].message,
+        &*f[0].message,
         "grants get,list on secrets; bound to User alice via ClusterRoleBinding x, \
          ServiceAccount shop/api via RoleBinding shop/api-secrets"
     );
     assert_eq!(
-        f[1].message,
+        &*f[1].message,
         "grants get,list on secrets; bound to ServiceAccount shop/api via RoleBinding shop/api-reader"
     );
     assert_eq!(f[0].object.namespace, None);
@@ -142,7 +142,7 @@ rules:
         )]
     );
     assert_eq!(
-        f[0].message,
+        &*f[0].message,
         "grants list on secrets (narrowed to resourceNames: db-creds); not bound to any subject"
     );
 }
@@ -193,7 +193,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: pv-maker
 subjects: [{kind: User, name: v1}, {kind: User, name: v2}, {kind: User, name: v3}, {kind: Group, name: v4}]"#);
     assert_eq!(f.len(), 1);
     assert_eq!(
-        f[0].message,
+        &*f[0].message,
         "grants create on persistentvolumes; bound to User u1, User u2, User u3 via \
          ClusterRoleBinding a, User v1, User v2 via ClusterRoleBinding b and 2 more"
     );
@@ -539,20 +539,20 @@ subjects: [{kind: Group, name: devs}]"#,
         ]
     );
     assert_eq!(
-        f[0].message,
+        &*f[0].message,
         "grants get on secrets (aggregated from ClusterRole team-secrets); \
          bound to Group team via ClusterRoleBinding team-admins"
     );
     assert_eq!(
-        f[2].message,
+        &*f[2].message,
         "grants get on secrets; not bound to any subject; aggregated into ClusterRole team-admin"
     );
     assert_eq!(
-        f[3].message,
+        &*f[3].message,
         "grants create on jobs.batch; not bound to any subject; aggregated into ClusterRole edit"
     );
     assert_eq!(
-        f[4].message,
+        &*f[4].message,
         "built-in ClusterRole edit grants create on jobs.batch (rules[0] from ClusterRole \
          widget-editor); bound here to Group devs in namespace shop"
     );
@@ -596,7 +596,7 @@ subjects: [{kind: ServiceAccount, name: ops, namespace: kube-system}]"#,
         ]
     );
     assert_eq!(
-        f[0].message,
+        &*f[0].message,
         "grants list on secrets; bound only by RoleBindings outside the audited namespaces"
     );
     // In scope, the kube-system objects are reported too.
@@ -666,7 +666,7 @@ rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]"#);
         ]
     );
     assert_eq!(
-        f[0].message,
+        &*f[0].message,
         "binds ClusterRole cluster-admin (every action on every resource in the whole cluster) to \
          ServiceAccount ci/deployer; bind a role with only the permissions needed"
     );
@@ -746,8 +746,8 @@ subjects: [{{kind: ServiceAccount, name: default}}]"#
     let sentinel = Finding::new(
         Rule::Privileged,
         ObjectRef::new("Pod", Some("zzz"), "p"),
-        "spec".into(),
-        "x".into(),
+        "spec",
+        "x",
     );
     let mut out = vec![sentinel.clone()];
     audit(&objects.objs(), &|_| true, &mut out);

@@ -167,12 +167,12 @@ fn unused_permissions_of_direct_and_group_bindings() {
     ));
 
     let found = unused(&f, &usage, &accounts, 50);
-    let messages: Vec<&str> = found.iter().map(|f| f.message.as_str()).collect();
+    let messages: Vec<&str> = found.iter().map(|f| &*f.message).collect();
     assert_eq!(found.len(), 2, "{messages:#?}");
     let edit = &found[1];
     assert_eq!(edit.rule.id(), "rbac.unused-permission");
     assert_eq!(edit.object.name, "api-edit");
-    assert_eq!(edit.field, "subjects[0]");
+    assert_eq!(&*edit.field, "subjects[0]");
     assert!(
         edit.message.contains("4 of 6 permissions (Role editor)"),
         "{}",
@@ -194,7 +194,7 @@ fn unused_permissions_of_direct_and_group_bindings() {
     // The aggregated ClusterRole, through the namespace's group; system:authenticated is not evaluated.
     let group = &found[0];
     assert_eq!(
-        (group.object.name.as_str(), group.field.as_str()),
+        (group.object.name.as_str(), &*group.field),
         ("all-sa-read", "subjects[0]")
     );
     assert!(

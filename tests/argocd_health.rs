@@ -159,6 +159,7 @@ fn baseline_with_status(
             preview: None,
             refused_rules: Vec::new(),
             conflicts,
+            foreign: Vec::new(),
             learned: Vec::new(),
             degraded,
             enforce: true,

@@ -87,21 +87,18 @@ pub fn planned<K: Serialize>(wanted: &K, actual: Option<&K>) -> Outcome {
     }
 }
 
-/// Applies `wanted` when the cached `actual` differs. Returns what it did.
+/// Applies `wanted`, which the plan found missing (`Created`) or differing from the cache
+/// (`Updated`: drift, or a changed baseline).
 pub async fn apply<K>(
     client: &Client,
     metrics: &Metrics,
     baseline: &str,
     wanted: &K,
-    actual: Option<&K>,
-) -> Result<Outcome, kube::Error>
+    outcome: Outcome,
+) -> Result<(), kube::Error>
 where
     K: Scoped + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let outcome = planned(wanted, actual);
-    if outcome == Outcome::Unchanged {
-        return Ok(outcome);
-    }
     let wanted_json = serde_json::to_value(wanted).expect("k8s objects always serialize");
     let kind = K::kind(&()).to_string();
     let mut body = wanted_json;
@@ -113,7 +110,7 @@ where
     api.patch(&wanted.name_any(), &params, &Patch::Apply(&body))
         .await?;
     metrics.count_write(&kind, "apply");
-    if actual.is_some() {
+    if outcome == Outcome::Updated {
         metrics
             .drift_corrections
             .get_or_create(&KindLabels {
@@ -123,10 +120,12 @@ where
             .inc();
         tracing::info!(baseline, kind = %kind, name = %wanted.name_any(), namespace = ?wanted.meta().namespace, "restored generated object that differed from the baseline");
     }
-    Ok(outcome)
+    Ok(())
 }
 
-/// Whether Palisade generated `obj` for baseline `name` (labels) with this owner uid (if any).
+/// Whether Palisade generated `obj` for baseline `name`: its labels name the baseline and it is
+/// owned by that baseline (uid `uid`). Only such objects are ever pruned: a copy of a generated
+/// object (labels kept, owner dropped, as a GitOps repository may hold one) is not Palisade's.
 pub fn generated_by<K: Resource>(obj: &K, name: &str, uid: &str) -> bool {
     let labels = obj.labels();
     let labelled = labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
@@ -134,8 +133,19 @@ pub fn generated_by<K: Resource>(obj: &K, name: &str, uid: &str) -> bool {
     let owned = obj
         .owner_references()
         .iter()
-        .all(|o| o.kind != "SecurityBaseline" || o.uid == uid);
-    labelled && owned
+        .any(|o| o.kind == "SecurityBaseline" && o.uid == uid);
+    labelled && owned && !uid.is_empty()
+}
+
+/// Whether an existing object of a generated name is Palisade's to write: labelled as generated
+/// by Palisade (for any baseline: a namespace can pass from one baseline to another) or owned
+/// by a baseline. Anything else is someone else's object and is left alone.
+pub fn palisades<K: Resource>(obj: &K) -> bool {
+    obj.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        || obj
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "SecurityBaseline")
 }
 
 /// Deletes a generated object that is no longer wanted. Only ever called on objects that pass
@@ -205,47 +215,5 @@ mod tests {
             &wanted,
             &json!({"spec": {"ports": [{"port": 53}, {"port": 80}]}})
         ));
-    }
-}
-
-/// One kind's part of a plan: what applying `wanted` over the `cached` objects and pruning what
-/// this baseline generated and no longer wants would do, as `Kind namespace/name` lines.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PlannedChanges {
-    pub create: Vec<String>,
-    pub update: Vec<String>,
-    pub delete: Vec<String>,
-}
-
-pub fn plan_kind<K>(
-    wanted: &[K],
-    cached: &[std::sync::Arc<K>],
-    baseline: &str,
-    uid: &str,
-    out: &mut PlannedChanges,
-) where
-    K: Resource<DynamicType = ()> + Serialize,
-{
-    let key = |o: &K| (o.meta().namespace.clone(), o.name_any());
-    let line = |o: &K| {
-        let kind = K::kind(&());
-        match &o.meta().namespace {
-            Some(ns) => format!("{kind} {ns}/{}", o.name_any()),
-            None => format!("{kind} {}", o.name_any()),
-        }
-    };
-    let by_key: std::collections::HashMap<_, _> = cached.iter().map(|o| (key(o), &**o)).collect();
-    for w in wanted {
-        match planned(w, by_key.get(&key(w)).copied()) {
-            Outcome::Created => out.create.push(line(w)),
-            Outcome::Updated => out.update.push(line(w)),
-            Outcome::Unchanged => {}
-        }
-    }
-    let keep: std::collections::BTreeSet<_> = wanted.iter().map(key).collect();
-    for o in cached {
-        if !keep.contains(&key(o)) && generated_by(&**o, baseline, uid) {
-            out.delete.push(line(o));
-        }
     }
 }

@@ -4,6 +4,7 @@
 //! controller are not kept at all (the engine reports on the owner; they only trigger reconciles),
 //! which is most of a cluster's objects.
 
+use crate::crd::SecurityBaseline;
 use crate::metrics::{Metrics, WatchLabels};
 use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::policy::workload::controlled_by_workload;
@@ -18,6 +19,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Service,
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -112,66 +115,18 @@ impl Trim for ValidatingAdmissionPolicy {
     }
 }
 
-/// All caches. Cloning is cheap (stores are shared).
-#[derive(Clone)]
-pub struct Caches {
-    pub namespaces: Store<Namespace>,
-    pub pods: Store<Pod>,
-    pub deployments: Store<Deployment>,
-    pub replica_sets: Store<ReplicaSet>,
-    pub stateful_sets: Store<StatefulSet>,
-    pub daemon_sets: Store<DaemonSet>,
-    pub jobs: Store<Job>,
-    pub cron_jobs: Store<CronJob>,
-    pub replication_controllers: Store<ReplicationController>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub roles: Store<Role>,
-    pub cluster_roles: Store<ClusterRole>,
-    pub role_bindings: Store<RoleBinding>,
-    pub cluster_role_bindings: Store<ClusterRoleBinding>,
-    pub admission_policies: Store<ValidatingAdmissionPolicy>,
-    pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
-    /// The `default/kubernetes` EndpointSlices: the API server's addresses.
-    pub api_server_slices: Store<EndpointSlice>,
-    /// Admission webhooks and the Services they call (ingress kept under default deny).
-    pub validating_webhooks: Store<ValidatingWebhookConfiguration>,
-    pub mutating_webhooks: Store<MutatingWebhookConfiguration>,
-    pub services: Store<Service>,
-}
-
-/// The trigger streams matching [`Caches`] (changed objects, for mapping to baselines).
-pub struct Triggers {
-    pub namespaces: Trigger<Namespace>,
-    pub pods: Trigger<Pod>,
-    pub deployments: Trigger<Deployment>,
-    pub replica_sets: Trigger<ReplicaSet>,
-    pub stateful_sets: Trigger<StatefulSet>,
-    pub daemon_sets: Trigger<DaemonSet>,
-    pub jobs: Trigger<Job>,
-    pub cron_jobs: Trigger<CronJob>,
-    pub replication_controllers: Trigger<ReplicationController>,
-    pub service_accounts: Trigger<ServiceAccount>,
-    pub network_policies: Trigger<NetworkPolicy>,
-    pub roles: Trigger<Role>,
-    pub cluster_roles: Trigger<ClusterRole>,
-    pub role_bindings: Trigger<RoleBinding>,
-    pub cluster_role_bindings: Trigger<ClusterRoleBinding>,
-    pub admission_policies: Trigger<ValidatingAdmissionPolicy>,
-    pub admission_bindings: Trigger<ValidatingAdmissionPolicyBinding>,
-    pub api_server_slices: Trigger<EndpointSlice>,
-    pub validating_webhooks: Trigger<ValidatingWebhookConfiguration>,
-    pub mutating_webhooks: Trigger<MutatingWebhookConfiguration>,
-    pub services: Trigger<Service>,
-}
-
-fn cache<K>(api: Api<K>, config: watcher::Config, metrics: &Arc<Metrics>) -> (Store<K>, Trigger<K>)
+fn cache<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    metrics: &Arc<Metrics>,
+    active: &Active,
+) -> (Store<K>, Trigger<K>)
 where
     K: Resource<DynamicType = ()> + Trim + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
-    let metrics = metrics.clone();
+    let (metrics, active) = (metrics.clone(), active.clone());
     let mut stream = watcher(api, config)
         .default_backoff()
         .modify(|o: &mut K| o.trim())
@@ -195,6 +150,7 @@ where
     tokio::spawn(async move {
         while let Some(event) = stream.next().await {
             match event {
+                Ok(_) if !active.get() => {} // standby: the cache is updated, nobody listens
                 Ok(obj) => {
                     if tx.send(obj).await.is_err() {
                         return; // controller gone
@@ -218,46 +174,6 @@ where
     (reader, Box::pin(triggers))
 }
 
-/// Starts a reflector task for every kind.
-pub fn caches(client: &Client, metrics: &Arc<Metrics>) -> (Caches, Triggers) {
-    let all = || watcher::Config::default().any_semantic();
-    let generated = || all().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    macro_rules! build {
-        ($($field:ident : $api:expr, $cfg:expr);* $(;)?) => {{
-            $( let $field = cache($api, $cfg, metrics); )*
-            (
-                Caches { $( $field: $field.0.clone(), )* },
-                Triggers { $( $field: $field.1, )* },
-            )
-        }};
-    }
-    build! {
-        namespaces: Api::all(client.clone()), all();
-        pods: Api::all(client.clone()), all();
-        deployments: Api::all(client.clone()), all();
-        replica_sets: Api::all(client.clone()), all();
-        stateful_sets: Api::all(client.clone()), all();
-        daemon_sets: Api::all(client.clone()), all();
-        jobs: Api::all(client.clone()), all();
-        cron_jobs: Api::all(client.clone()), all();
-        replication_controllers: Api::all(client.clone()), all();
-        service_accounts: Api::all(client.clone()), all();
-        network_policies: Api::all(client.clone()), all();
-        roles: Api::all(client.clone()), all();
-        cluster_roles: Api::all(client.clone()), all();
-        role_bindings: Api::all(client.clone()), all();
-        cluster_role_bindings: Api::all(client.clone()), all();
-        admission_policies: Api::all(client.clone()), generated();
-        admission_bindings: Api::all(client.clone()), generated();
-        // Read in `default` only (a Role there; see deploy/base/rbac.yaml).
-        api_server_slices: Api::namespaced(client.clone(), "default"),
-            all().labels("kubernetes.io/service-name=kubernetes");
-        validating_webhooks: Api::all(client.clone()), all();
-        mutating_webhooks: Api::all(client.clone()), all();
-        services: Api::all(client.clone()), all();
-    }
-}
-
 /// [`Store::wait_until_ready`] that is safe with several waiters. kube-runtime 5 wakes only the
 /// task that polled a store last (its `DelayedInit` keeps one waker), so with several waiters
 /// (readiness, concurrent reconciles, the Controller itself) all but one would wait forever.
@@ -275,36 +191,141 @@ where
     }
 }
 
-impl Caches {
-    /// Waits until every cache has its first full list.
-    pub async fn wait_synced(&self) -> Result<(), reflector::store::WriterDropped> {
-        macro_rules! wait {
-            ($($f:ident),*) => { $( store_ready(&self.$f).await?; )* };
+/// Declares the watched kinds once: the cache of each, its trigger stream, its field in a
+/// reconcile's [`Snapshot`], how it is listed, and which baselines a change of it concerns
+/// (`object`: the baselines covering the object's namespace, or every baseline for a cluster-scoped
+/// object; `every`: every baseline). Adding a kind here is the whole change for the watch side.
+macro_rules! watched_kinds {
+    ($( $(#[$doc:meta])* $field:ident : $kind:ty, $api:ident, $config:ident, $route:ident; )*) => {
+        /// All caches. Cloning is cheap (stores are shared).
+        #[derive(Clone)]
+        pub struct Caches {
+            $( $(#[$doc])* pub $field: Store<$kind>, )*
         }
-        wait!(
-            namespaces,
-            pods,
-            deployments,
-            replica_sets,
-            stateful_sets,
-            daemon_sets,
-            jobs,
-            cron_jobs,
-            replication_controllers,
-            service_accounts,
-            network_policies,
-            roles,
-            cluster_roles,
-            role_bindings,
-            cluster_role_bindings,
-            admission_policies,
-            admission_bindings,
-            api_server_slices,
-            validating_webhooks,
-            mutating_webhooks,
-            services
-        );
-        Ok(())
+
+        /// The trigger streams matching [`Caches`] (changed objects, for mapping to baselines).
+        pub struct Triggers {
+            $( pub $field: Trigger<$kind>, )*
+        }
+
+        /// One reconcile's view of the caches: the cached objects shared, never copied.
+        #[derive(Clone, Default)]
+        pub struct Snapshot {
+            $( pub $field: Vec<Arc<$kind>>, )*
+        }
+
+        impl Caches {
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot { $( $field: self.$field.state(), )* }
+            }
+
+            /// Waits until every cache has its first full list.
+            pub async fn wait_synced(&self) -> Result<(), reflector::store::WriterDropped> {
+                $( store_ready(&self.$field).await?; )*
+                Ok(())
+            }
+        }
+
+        /// Starts a reflector task for every kind. Triggers flow only once `active` is set (the
+        /// leader): a standby keeps its caches warm without queueing changes nobody reconciles.
+        pub fn caches(client: &Client, metrics: &Arc<Metrics>, active: &Active) -> (Caches, Triggers) {
+            $( let $field = cache(list_api!($api, client), list_config!($config), metrics, active); )*
+            (
+                Caches { $( $field: $field.0.clone(), )* },
+                Triggers { $( $field: $field.1, )* },
+            )
+        }
+
+        impl Triggers {
+            /// Routes every trigger stream into the controller.
+            pub(super) fn attach(
+                self,
+                mut ctl: Controller<DeserializeGuard<SecurityBaseline>>,
+                index: &super::Index,
+            ) -> Controller<DeserializeGuard<SecurityBaseline>> {
+                $(
+                    let i = index.clone();
+                    ctl = ctl.watches_stream(self.$field, move |o| route!($route, i, o));
+                )*
+                ctl
+            }
+        }
+    };
+}
+
+macro_rules! list_api {
+    (all, $client:expr) => {
+        Api::all($client.clone())
+    };
+    // Read in `default` only (a Role there; see deploy/base/rbac.yaml).
+    (default_namespace, $client:expr) => {
+        Api::namespaced($client.clone(), "default")
+    };
+}
+
+macro_rules! list_config {
+    (all) => {
+        watcher::Config::default().any_semantic()
+    };
+    // Palisade's own objects only.
+    (generated) => {
+        list_config!(all).labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+    };
+    (api_server) => {
+        list_config!(all).labels("kubernetes.io/service-name=kubernetes")
+    };
+}
+
+macro_rules! route {
+    (object, $index:ident, $o:ident) => {
+        $index.for_object(&$o)
+    };
+    (every, $index:ident, $o:ident) => {{
+        let _ = &$o;
+        $index.all()
+    }};
+}
+
+watched_kinds! {
+    namespaces: Namespace, all, all, every;
+    pods: Pod, all, all, object;
+    deployments: Deployment, all, all, object;
+    replica_sets: ReplicaSet, all, all, object;
+    stateful_sets: StatefulSet, all, all, object;
+    daemon_sets: DaemonSet, all, all, object;
+    jobs: Job, all, all, object;
+    cron_jobs: CronJob, all, all, object;
+    replication_controllers: ReplicationController, all, all, object;
+    service_accounts: ServiceAccount, all, all, object;
+    network_policies: NetworkPolicy, all, all, object;
+    roles: Role, all, all, object;
+    cluster_roles: ClusterRole, all, all, object;
+    role_bindings: RoleBinding, all, all, object;
+    cluster_role_bindings: ClusterRoleBinding, all, all, object;
+    admission_policies: ValidatingAdmissionPolicy, all, generated, object;
+    admission_bindings: ValidatingAdmissionPolicyBinding, all, generated, object;
+    /// The `default/kubernetes` EndpointSlices: the API server's addresses. When they move,
+    /// every baseline's API egress allows follow.
+    api_server_slices: EndpointSlice, default_namespace, api_server, every;
+    /// Admission webhooks and the Services they call (ingress kept under default deny).
+    validating_webhooks: ValidatingWebhookConfiguration, all, all, every;
+    mutating_webhooks: MutatingWebhookConfiguration, all, all, every;
+    services: Service, all, all, object;
+}
+
+/// Whether this replica reconciles (holds the lease, or runs without election). Until then its
+/// reflectors keep the caches current and drop the triggers: becoming active reconciles every
+/// baseline from the full caches anyway.
+#[derive(Clone, Default)]
+pub struct Active(Arc<std::sync::atomic::AtomicBool>);
+
+impl Active {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -4,11 +4,13 @@
 
 pub mod apply;
 pub mod cache;
+pub mod compiled;
 pub mod events;
 pub mod leader;
 pub mod learn;
 pub mod learned;
 pub mod observe;
+pub mod plan;
 pub mod reconcile;
 pub mod reports;
 pub mod status;
@@ -163,6 +165,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         .leader
         .clone()
         .map(|cfg| leader::Elector::new(client.clone(), cfg));
+    // The caches fill before the lease is won: a standby stays warm (read-only), so a failover
+    // starts reconciling at once instead of with a cold list of every kind.
+    let active = cache::Active::default();
+    let (caches, triggers) = cache::caches(&client, &metrics, &active);
     if let Some(e) = &elector {
         // A standby is healthy and ready for its role: waiting for the lease.
         health.set_ready();
@@ -172,8 +178,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
         metrics.leader.set(1);
     }
-
-    let (caches, triggers) = cache::caches(&client, &metrics);
+    active.set();
     let started = tokio::select! {
         started = reports::start(&client, opts.reports, opts.report_max_results) => started?,
         _ = shutdown.clone().requested() => return Ok(()),
@@ -193,26 +198,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         baselines: ctl.store(),
         namespaces: caches.namespaces.clone(),
     };
-    macro_rules! watch_all {
-        ($ctl:expr, $($t:ident),*) => {{
-            let mut c = $ctl;
-            $(
-                let i = index.clone();
-                c = c.watches_stream(triggers.$t, move |o| i.for_object(&o));
-            )*
-            c
-        }};
-    }
-    let i = index.clone();
-    let mut ctl = ctl.watches_stream(triggers.namespaces, move |_| i.all());
-    // The API server moved: every baseline's API egress allows follow.
-    let i = index.clone();
-    ctl = ctl.watches_stream(triggers.api_server_slices, move |_| i.all());
-    // Webhook configurations are cluster-scoped: any change may concern any baseline.
-    let i = index.clone();
-    ctl = ctl.watches_stream(triggers.validating_webhooks, move |_| i.all());
-    let i = index.clone();
-    ctl = ctl.watches_stream(triggers.mutating_webhooks, move |_| i.all());
+    let mut ctl = triggers.attach(ctl, &index);
     if let Some(state) = &learn_state {
         // New learned usage (persisted): baselines that learn look again.
         let state = state.clone();
@@ -230,31 +216,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             reports::api_resource(),
         );
     }
-    let ctl = watch_all!(
-        ctl,
-        pods,
-        deployments,
-        replica_sets,
-        stateful_sets,
-        daemon_sets,
-        jobs,
-        cron_jobs,
-        replication_controllers,
-        service_accounts,
-        network_policies,
-        roles,
-        cluster_roles,
-        role_bindings,
-        cluster_role_bindings,
-        admission_policies,
-        admission_bindings,
-        services
-    );
-
     let ctx = Arc::new(reconcile::Context {
         client: client.clone(),
         caches: caches.clone(),
         baselines: index.baselines.clone(),
+        compiled: Default::default(),
         metrics: metrics.clone(),
         recorder: Recorder::new(
             client.clone(),

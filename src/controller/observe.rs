@@ -1,7 +1,7 @@
 //! Observe: what the caches say about one baseline's namespaces, and which namespaces it
 //! generates objects in when several baselines cover the same one.
 
-use super::cache::Caches;
+use super::cache::Snapshot;
 use crate::crd::{Enforcement, SecurityBaseline};
 use crate::policy::audit::Auditor;
 use crate::policy::baseline::CompiledBaseline;
@@ -14,16 +14,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Covered namespaces that exist and are not being deleted, sorted.
-pub fn covered_namespaces(caches: &Caches, b: &CompiledBaseline) -> Vec<Arc<Namespace>> {
-    let mut v: Vec<Arc<Namespace>> = caches
+pub fn covered_namespaces(snap: &Snapshot, b: &CompiledBaseline) -> Vec<Arc<Namespace>> {
+    let mut v: Vec<Arc<Namespace>> = snap
         .namespaces
-        .state()
-        .into_iter()
+        .iter()
         .filter(|ns| {
             let terminating = ns.metadata.deletion_timestamp.is_some()
                 || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
             !terminating && b.covers_namespace(&ns.name_any(), ns.labels())
         })
+        .cloned()
         .collect();
     v.sort_by_key(|ns| ns.name_any());
     v
@@ -38,18 +38,25 @@ pub struct Ownership {
     pub conflicts: Vec<String>,
 }
 
+/// Another baseline whose spec compiles, as the conflict rule sees it.
+#[derive(Clone)]
+pub struct OtherBaseline {
+    pub name: String,
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
+    pub compiled: Arc<CompiledBaseline>,
+}
+
 pub fn ownership(
     me: &SecurityBaseline,
     compiled: &CompiledBaseline,
     namespaces: &[Arc<Namespace>],
-    others: &[(Arc<SecurityBaseline>, CompiledBaseline)],
+    others: &[OtherBaseline],
 ) -> Ownership {
-    let key = |b: &SecurityBaseline| {
-        (
-            b.metadata.creation_timestamp.clone().map(|t| t.0),
-            b.name_any(),
-        )
-    };
+    let me_key = (
+        me.metadata.creation_timestamp.clone().map(|t| t.0),
+        me.name_any(),
+    );
+    let key = |o: &OtherBaseline| (o.created, o.name.clone());
     let mut owned = BTreeSet::new();
     let mut conflicts = Vec::new();
     if compiled.settings.enforcement != Enforcement::Enforce {
@@ -59,20 +66,20 @@ pub fn ownership(
         let name = ns.name_any();
         let winner = others
             .iter()
-            .filter(|(o, c)| {
-                o.name_any() != me.name_any()
-                    && c.settings.enforcement == Enforcement::Enforce
-                    && c.covers_namespace(&name, ns.labels())
+            .filter(|o| {
+                o.name != me_key.1
+                    && o.compiled.settings.enforcement == Enforcement::Enforce
+                    && o.compiled.covers_namespace(&name, ns.labels())
             })
-            .filter(|(o, _)| key(o) < key(me))
-            .min_by_key(|(o, _)| key(o));
+            .filter(|o| key(o) < me_key)
+            .min_by_key(|o| key(o));
         match winner {
             None => {
                 owned.insert(name);
             }
-            Some((o, _)) => conflicts.push(format!(
+            Some(o) => conflicts.push(format!(
                 "{name}: also covered by older baseline {}, which generates its objects there; this baseline only audits it",
-                o.name_any()
+                o.name
             )),
         }
     }
@@ -88,7 +95,7 @@ fn is_generated_by(labels: &std::collections::BTreeMap<String, String>, baseline
 /// In owned namespaces, this baseline's own generated NetworkPolicies are replaced by the desired
 /// ones, so the report describes the state the reconcile is about to converge to.
 pub fn audit(
-    caches: &Caches,
+    snap: &Snapshot,
     compiled: &CompiledBaseline,
     namespaces: &[Arc<Namespace>],
     desired_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
@@ -98,7 +105,7 @@ pub fn audit(
     let names: BTreeSet<String> = namespaces.iter().map(|n| n.name_any()).collect();
     let in_scope = |ns: Option<&str>| ns.is_some_and(|ns| names.contains(ns));
     let mut auditor = Auditor::new(compiled);
-    auditor.set_api_server(&api_server_endpoints(caches));
+    auditor.set_api_server(&api_server_endpoints(snap));
     if let Some(l) = learned {
         auditor.set_learned(l);
     }
@@ -107,9 +114,9 @@ pub fn audit(
     }
     macro_rules! workloads {
         ($($store:ident => $variant:ident),*) => {$(
-            for o in caches.$store.state() {
+            for o in snap.$store.iter() {
                 if in_scope(o.metadata.namespace.as_deref()) && o.spec.is_some() {
-                    auditor.workload(&Workload::$variant((*o).clone()), None);
+                    auditor.workload(&Workload::$variant((**o).clone()), None);
                 }
             }
         )*};
@@ -121,44 +128,44 @@ pub fn audit(
     );
     macro_rules! namespaced {
         ($($store:ident => $variant:ident),*) => {$(
-            for o in caches.$store.state() {
+            for o in snap.$store.iter() {
                 if in_scope(o.metadata.namespace.as_deref()) {
-                    auditor.add(Object::$variant((*o).clone()), None);
+                    auditor.add(Object::$variant((**o).clone()), None);
                 }
             }
         )*};
     }
     namespaced!(service_accounts => ServiceAccount, roles => Role, role_bindings => RoleBinding);
     // Services are cached for webhook backends anyway; here they are audited for exposure.
-    for svc in caches.services.state() {
+    for svc in snap.services.iter() {
         if in_scope(svc.metadata.namespace.as_deref()) {
-            auditor.add(Object::Service(Box::new((*svc).clone())), None);
+            auditor.add(Object::Service(Box::new((**svc).clone())), None);
         }
     }
-    for np in caches.network_policies.state() {
+    for np in snap.network_policies.iter() {
         let ns = np.metadata.namespace.as_deref();
         let replaced =
             ns.is_some_and(|ns| owned.contains(ns)) && is_generated_by(np.labels(), &compiled.name);
         if in_scope(ns) && !replaced {
-            auditor.add(Object::NetworkPolicy((*np).clone()), None);
+            auditor.add(Object::NetworkPolicy((**np).clone()), None);
         }
     }
     for np in desired_policies {
         auditor.add(Object::NetworkPolicy(np), None);
     }
-    for r in caches.cluster_roles.state() {
-        auditor.add(Object::ClusterRole((*r).clone()), None);
+    for r in snap.cluster_roles.iter() {
+        auditor.add(Object::ClusterRole((**r).clone()), None);
     }
-    for b in caches.cluster_role_bindings.state() {
-        auditor.add(Object::ClusterRoleBinding((*b).clone()), None);
+    for b in snap.cluster_role_bindings.iter() {
+        auditor.add(Object::ClusterRoleBinding((**b).clone()), None);
     }
     auditor.finish()
 }
 
 /// The API server's ready addresses and ports, from the `default/kubernetes` EndpointSlices.
-pub fn api_server_endpoints(caches: &Caches) -> Vec<(std::net::IpAddr, u16)> {
+pub fn api_server_endpoints(snap: &Snapshot) -> Vec<(std::net::IpAddr, u16)> {
     let mut out = Vec::new();
-    for slice in caches.api_server_slices.state() {
+    for slice in snap.api_server_slices.iter() {
         let ports: Vec<u16> = slice
             .ports
             .iter()
@@ -183,18 +190,18 @@ pub fn api_server_endpoints(caches: &Caches) -> Vec<(std::net::IpAddr, u16)> {
 /// Pod labels and ServiceAccount of every top-level workload, by namespace, for the namespaces
 /// in `wanted` (one pass over the caches per reconcile, not one per namespace).
 pub fn workload_pods(
-    caches: &Caches,
+    snap: &Snapshot,
     wanted: &BTreeSet<String>,
 ) -> std::collections::BTreeMap<String, Vec<crate::policy::desired::WorkloadPods>> {
     let mut out: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     macro_rules! collect {
         ($($store:ident => $variant:ident),*) => {$(
-            for o in caches.$store.state() {
+            for o in snap.$store.iter() {
                 let Some(ns) = o.metadata.namespace.as_deref().filter(|n| wanted.contains(*n)) else {
                     continue;
                 };
                 if o.spec.is_some() {
-                    if let Some(w) = crate::policy::desired::WorkloadPods::of(&Workload::$variant((*o).clone())) {
+                    if let Some(w) = crate::policy::desired::WorkloadPods::of(&Workload::$variant((**o).clone())) {
                         out.entry(ns.to_string()).or_default().push(w);
                     }
                 }
@@ -212,7 +219,7 @@ pub fn workload_pods(
 /// The admission webhooks of the cluster by the namespace of their Service, with the Services'
 /// selectors and the target ports the API server's calls arrive on (one pass per reconcile).
 pub fn webhook_backends(
-    caches: &Caches,
+    snap: &Snapshot,
 ) -> std::collections::BTreeMap<String, Vec<crate::policy::desired::WebhookBackend>> {
     use crate::policy::desired::WebhookBackend;
     use k8s_openapi::api::admissionregistration::v1::ServiceReference;
@@ -231,7 +238,7 @@ pub fn webhook_backends(
             }
         }
     };
-    for c in caches.validating_webhooks.state() {
+    for c in snap.validating_webhooks.iter() {
         for w in c.webhooks.iter().flatten() {
             add(
                 "ValidatingWebhookConfiguration",
@@ -240,7 +247,7 @@ pub fn webhook_backends(
             );
         }
     }
-    for c in caches.mutating_webhooks.state() {
+    for c in snap.mutating_webhooks.iter() {
         for w in c.webhooks.iter().flatten() {
             add(
                 "MutatingWebhookConfiguration",
@@ -255,11 +262,10 @@ pub fn webhook_backends(
     }
     let services: std::collections::HashMap<
         (String, String),
-        Arc<k8s_openapi::api::core::v1::Service>,
-    > = caches
+        &Arc<k8s_openapi::api::core::v1::Service>,
+    > = snap
         .services
-        .state()
-        .into_iter()
+        .iter()
         .map(|s| {
             (
                 (

@@ -24,6 +24,8 @@ pub struct StatusInput<'a> {
     /// Declared Role rules outside the grantable ceiling, left out of the generated Roles.
     pub refused_rules: Vec<String>,
     pub conflicts: Vec<String>,
+    /// Generated names taken by objects that are not Palisade's (`Kind namespace/name`).
+    pub foreign: Vec<String>,
     pub learned: Vec<crate::crd::LearnedRole>,
     /// Problems that kept the reconcile from converging (apply errors), empty when fine.
     pub degraded: Option<String>,
@@ -136,6 +138,17 @@ pub fn build(
                 g,
                 now,
             ),
+            (None, true) if !input.foreign.is_empty() => condition(
+                "Degraded",
+                true,
+                "ForeignObjects",
+                format!(
+                    "{} objects Palisade would generate already exist and are not Palisade's (no Palisade labels, no baseline owner); they are left alone: rename or delete them",
+                    input.foreign.len()
+                ),
+                g,
+                now,
+            ),
             (None, true) => condition(
                 "Degraded",
                 false,
@@ -158,6 +171,12 @@ pub fn build(
         }
     }
     let mut conflicts = input.conflicts;
+    conflicts.extend(
+        input
+            .foreign
+            .iter()
+            .map(|f| format!("{f}: exists and is not Palisade's; left alone")),
+    );
     conflicts.truncate(50);
     let mut allowances = input.allowances;
     allowances.truncate(50);

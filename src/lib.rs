@@ -5,6 +5,7 @@
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod live;
 pub mod manifest;
 pub mod metrics;
 pub mod policy;

@@ -541,6 +541,12 @@ pub fn api_version_of(kind: &str) -> Option<&'static str> {
         .map(|(a, _, _)| *a)
 }
 
+/// Every (apiVersion, kind) Palisade audits, in the order of [`KINDS`]: what a live-cluster
+/// audit lists.
+pub fn audited_kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
+    KINDS.iter().map(|(a, k, _)| (*a, *k))
+}
+
 /// Whether Palisade reads this kind at some apiVersion.
 fn audits_kind(kind: &str) -> bool {
     KINDS.iter().any(|(_, k, _)| *k == kind)
@@ -603,6 +609,35 @@ fn decode_value(
     item: usize,
 ) -> Result<Object, Diagnostic> {
     Ok(decode_with!(d, typed_value(value, source, item)))
+}
+
+/// Decodes one object the API server returned (JSON; list items carry no apiVersion/kind, so
+/// the caller names them). `None` for a kind Palisade does not audit. A type error names
+/// `source` and the field path.
+pub fn decode_json(
+    api_version: &str,
+    kind: &str,
+    value: serde_json::Value,
+    source: &Source,
+) -> Option<Result<Object, Diagnostic>> {
+    fn typed_json<T: DeserializeOwned>(
+        v: serde_json::Value,
+        source: &Source,
+    ) -> Result<T, Diagnostic> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            let message = format!("{path}: {}", e.into_inner());
+            Diagnostic {
+                line: None,
+                document: None,
+                ..doc_error(source, None, message)
+            }
+        })
+    }
+    fn decode(d: Decoder, value: serde_json::Value, source: &Source) -> Result<Object, Diagnostic> {
+        Ok(decode_with!(d, typed_json(value, source)))
+    }
+    Some(decode(decoder(api_version, kind)?, value, source))
 }
 
 fn load_document(doc: &str, source: &Source, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {

@@ -947,3 +947,54 @@ fn the_allocator_commits_arena_memory_as_used() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cluster_audit_of_an_unreachable_server_is_one_clear_error() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\n\
+             contexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let o = palisade(
+        &[
+            "audit",
+            "--cluster",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("cannot reach the API server"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        o.stdout.is_empty(),
+        "no report from an audit that read nothing"
+    );
+    // A missing kubeconfig names the file.
+    let o = palisade(
+        &["audit", "--cluster", "--kubeconfig", "/nonexistent/kc"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/kc"), "{}", stderr(&o));
+    // Cluster options without --cluster are a usage error, not silently ignored.
+    let o = palisade(&["audit", "--context", "x", "deploy/"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--cluster only"), "{}", stderr(&o));
+}

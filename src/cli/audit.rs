@@ -1,4 +1,4 @@
-use super::baseline_file;
+use super::{baseline_file, cluster};
 use clap::Args;
 use k8s_openapi::jiff::Timestamp;
 use palisade::manifest::{self, Severity as InputSeverity};
@@ -37,8 +37,22 @@ pub struct AuditArgs {
     /// Threads parsing files (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    /// Audit the live cluster of the kubeconfig instead of files: a read-only, one-shot list of
+    /// every audited kind (the permissions it needs: deploy/audit-cluster/rbac.yaml).
+    #[arg(long, conflicts_with = "paths")]
+    cluster: bool,
+    /// With --cluster: the kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then the
+    /// in-cluster service account).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// With --cluster: the kubeconfig context (default: its current context).
+    #[arg(long)]
+    context: Option<String>,
+    /// With --cluster: objects per list request (default 500).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    page_size: Option<u32>,
     /// Files or directories of manifests; `-` reads stdin.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "cluster")]
     paths: Vec<String>,
 }
 
@@ -47,6 +61,12 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 }
 
 pub fn run(args: AuditArgs) -> ExitCode {
+    if !args.cluster
+        && (args.kubeconfig.is_some() || args.context.is_some() || args.page_size.is_some())
+    {
+        eprintln!("error: --kubeconfig, --context and --page-size apply to --cluster only");
+        return super::input_error();
+    }
     let now = args.now.unwrap_or_else(Timestamp::now);
     let baseline = match baseline_file::load(args.baseline.as_deref(), now) {
         Ok(b) => b,
@@ -67,18 +87,57 @@ pub fn run(args: AuditArgs) -> ExitCode {
             label: "the audit logs".to_string(),
         });
     }
-    let api_server: Vec<_> = args.api_server.iter().map(|a| (a.ip(), a.port())).collect();
-    auditor.set_api_server(&api_server);
+    let mut api_server: Vec<_> = args.api_server.iter().map(|a| (a.ip(), a.port())).collect();
     let mut diags = Vec::new();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    manifest::load_paths(
-        &args.paths,
-        threads,
-        &mut |obj, src| auditor.add(obj, Some(&src)),
-        &mut diags,
-    );
+    if args.cluster {
+        let target = cluster::Target {
+            kubeconfig: args.kubeconfig.as_deref(),
+            context: args.context.as_deref(),
+        };
+        let session = match cluster::Session::connect(&target) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return super::input_error();
+            }
+        };
+        if api_server.is_empty() {
+            match session.api_server_endpoints() {
+                Ok(found) => api_server = found,
+                Err(d) => diags.push(d),
+            }
+        }
+        auditor.set_api_server(&api_server);
+        // Objects go to the audit page by page, as they arrive.
+        let read = session.read(
+            args.page_size.unwrap_or(palisade::live::DEFAULT_PAGE_SIZE),
+            &mut |o| auditor.add(o, None),
+            &mut diags,
+        );
+        match read {
+            Ok(summary) => eprintln!(
+                "read {} objects in {} list requests from {}",
+                summary.objects,
+                summary.pages,
+                session.server()
+            ),
+            Err(e) => {
+                eprintln!("error: {}: {e}", session.server());
+                return super::input_error();
+            }
+        }
+    } else {
+        auditor.set_api_server(&api_server);
+        let threads = args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        manifest::load_paths(
+            &args.paths,
+            threads,
+            &mut |obj, src| auditor.add(obj, Some(&src)),
+            &mut diags,
+        );
+    }
     let mut report = auditor.finish();
     // Findings about the baseline itself point at the baseline's file.
     if let Some(path) = &args.baseline {

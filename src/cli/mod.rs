@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod baseline_file;
+pub mod cluster;
 pub mod generate;
 pub mod netpol;
 pub mod rbac;

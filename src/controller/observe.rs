@@ -164,27 +164,7 @@ pub fn audit(
 
 /// The API server's ready addresses and ports, from the `default/kubernetes` EndpointSlices.
 pub fn api_server_endpoints(snap: &Snapshot) -> Vec<(std::net::IpAddr, u16)> {
-    let mut out = Vec::new();
-    for slice in snap.api_server_slices.iter() {
-        let ports: Vec<u16> = slice
-            .ports
-            .iter()
-            .flatten()
-            .filter(|p| p.protocol.as_deref().is_none_or(|p| p == "TCP"))
-            .filter_map(|p| p.port.and_then(|n| u16::try_from(n).ok()))
-            .collect();
-        for ep in &slice.endpoints {
-            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                continue;
-            }
-            for ip in ep.addresses.iter().filter_map(|a| a.parse().ok()) {
-                out.extend(ports.iter().map(|p| (ip, *p)));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
+    crate::live::endpoints_of(snap.api_server_slices.iter().map(|s| &**s))
 }
 
 /// Pod labels and ServiceAccount of every top-level workload, by namespace, for the namespaces

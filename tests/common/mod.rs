@@ -343,15 +343,26 @@ pub async fn apply_value(client: &Client, value: &serde_json::Value) {
 /// server and CA of the admin kubeconfig in KUBECONFIG. Applies deploy/base's namespace,
 /// ServiceAccount and RBAC first, so the operator gets exactly the permissions it ships with.
 pub async fn operator_identity_kubeconfig(path: &std::path::Path) {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
     let client = client().await;
     for f in IDENTITY_FILES {
         let yaml = std::fs::read_to_string(format!("{ROOT}/deploy/base/{f}"))
             .unwrap_or_else(|e| panic!("read deploy/base/{f}: {e}"));
         apply_documents(&client, &yaml).await;
     }
-    let sa: Api<ServiceAccount> = Api::namespaced(client, "palisade-system");
+    service_account_kubeconfig(&client, "palisade-system", "palisade", path).await;
+}
+
+/// A kubeconfig authenticating as ServiceAccount `namespace/name` (a TokenRequest token valid
+/// for 4 h), with the server and CA of the admin kubeconfig in KUBECONFIG.
+pub async fn service_account_kubeconfig(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    path: &std::path::Path,
+) {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![],
@@ -361,9 +372,9 @@ pub async fn operator_identity_kubeconfig(path: &std::path::Path) {
         ..Default::default()
     };
     let token = sa
-        .create_token_request("palisade", &PostParams::default(), &request)
+        .create_token_request(name, &PostParams::default(), &request)
         .await
-        .expect("TokenRequest for palisade-system/palisade")
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name}: {e}"))
         .status
         .expect("a TokenRequest status")
         .token;
@@ -389,9 +400,9 @@ pub async fn operator_identity_kubeconfig(path: &std::path::Path) {
             "certificate-authority-data": cluster.certificate_authority_data,
             "certificate-authority": cluster.certificate_authority,
         }}],
-        "users": [{"name": "palisade-sa", "user": {"token": token}}],
-        "contexts": [{"name": "palisade-sa", "context": {"cluster": "palisade", "user": "palisade-sa"}}],
-        "current-context": "palisade-sa",
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "palisade", "user": "sa"}}],
+        "current-context": "sa",
     });
     std::fs::write(path, serde_yaml_ng::to_string(&config).unwrap())
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

@@ -73,7 +73,10 @@ trim_status!(
 
 impl Trim for Namespace {
     fn trim(&mut self) {
-        self.metadata.managed_fields = None;
+        // Who holds which Pod Security label, and nothing else: Palisade never takes over a
+        // label another manager set (see plan::labels).
+        self.metadata.managed_fields =
+            super::plan::labels::trim_managed_fields(self.metadata.managed_fields.take());
         self.spec = None;
         // Keep status: the phase tells whether the namespace is terminating.
     }

@@ -377,7 +377,7 @@ pub fn plan(
     // keep the finalizer (and the namespaces' PSA labels) forever.
     if b.metadata.deletion_timestamp.is_some() {
         return Plan::Release(Release {
-            labels: label_patches(snap, &name, &BTreeMap::new()).0,
+            labels: labels::plan(snap, &name, &BTreeMap::new()).patches,
             remove_finalizer: has_finalizer,
         });
     }
@@ -415,7 +415,7 @@ pub fn plan(
         let (wanted, _) = inputs.build(&as_enforce, &own.owned);
         let cluster = desired::cluster_objects(&as_enforce, owner.as_ref());
         let writes = Writes::new(&wanted, cluster, snap, &name, &uid);
-        let labels = label_patches(snap, &name, &wanted).0;
+        let labels = labels::plan(snap, &name, &wanted).patches;
         preview_of(writes.changes(), &labels)
     });
     let cluster = if enforce {
@@ -445,7 +445,7 @@ pub fn plan(
             }),
     );
     let writes = Writes::new(&per_ns, cluster, snap, &name, &uid);
-    let (labels, labelled) = label_patches(snap, &name, &per_ns);
+    let label_plan = labels::plan(snap, &name, &per_ns);
     let reports = env.report_max_results.map(|max| {
         let covered: Vec<String> = covered.iter().cloned().collect();
         super::reports::wanted(&name, &covered, &report.findings, owner.as_ref(), max)
@@ -460,7 +460,7 @@ pub fn plan(
         .map_or(env.resync, |d| d.min(env.resync));
     Plan::Converge(Box::new(Converge {
         add_finalizer: needs_finalizer && !has_finalizer,
-        remove_finalizer: !needs_finalizer && labelled == 0 && has_finalizer,
+        remove_finalizer: !needs_finalizer && label_plan.labelled == 0 && has_finalizer,
         status: StatusParts {
             generation: b.metadata.generation,
             allowances: per_ns
@@ -470,13 +470,18 @@ pub fn plan(
             preview,
             refused_rules: refused,
             conflicts: ownership.conflicts,
-            foreign: writes.changes().foreign,
+            foreign: writes
+                .changes()
+                .foreign
+                .into_iter()
+                .chain(label_plan.foreign)
+                .collect(),
             learned: learned.status.clone(),
             enforce,
         },
         writes,
-        labels,
-        labelled,
+        labels: label_plan.patches,
+        labelled: label_plan.labelled,
         reports,
         report,
         requeue,
@@ -600,48 +605,6 @@ fn bound_by_ceiling(
     refused
 }
 
-/// The label patches that bring every namespace to `per_ns`'s Pod Security labels for baseline
-/// `name`, sorted by namespace, and how many namespaces carry the labels afterwards.
-fn label_patches(
-    snap: &Snapshot,
-    name: &str,
-    per_ns: &BTreeMap<String, NamespaceObjects>,
-) -> (Vec<LabelPatch>, u32) {
-    let mut count = 0;
-    let mut patches = Vec::new();
-    for ns in &snap.namespaces {
-        let namespace = ns.name_any();
-        let wanted = per_ns
-            .get(&namespace)
-            .map(|o| &o.namespace_labels)
-            .filter(|l| !l.is_empty());
-        let ours = ns.annotations().get(PSA_ANNOTATION).map(String::as_str) == Some(name);
-        let body = match wanted {
-            Some(labels) => {
-                count += 1;
-                let current = ns.labels();
-                if ours && labels.iter().all(|(k, v)| current.get(k) == Some(v)) {
-                    continue;
-                }
-                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                    "name": namespace, "labels": labels, "annotations": {PSA_ANNOTATION: name}}})
-            }
-            // Applying nothing under our field manager removes the labels we set, and only those.
-            None if ours => {
-                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-            }
-            None => continue,
-        };
-        patches.push(LabelPatch {
-            namespace,
-            body,
-            set: wanted.is_some(),
-        });
-    }
-    patches.sort_by(|a, b| a.namespace.cmp(&b.namespace));
-    (patches, count)
-}
-
 /// Most entries a preview lists; the rest are counted.
 const PREVIEW_MAX: usize = 100;
 
@@ -702,6 +665,8 @@ fn invalid_status(
     }
     status
 }
+
+pub mod labels;
 
 #[cfg(test)]
 mod tests;

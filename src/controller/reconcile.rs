@@ -316,7 +316,9 @@ async fn label_namespaces(
     changes: &mut Vec<String>,
 ) -> Result<(), Error> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // Not forced: a label another manager took meanwhile is a conflict (retried with a fresh
+    // cache, where the plan leaves it alone), never a takeover.
+    let params = PatchParams::apply(FIELD_MANAGER);
     let pending: Vec<_> = patches
         .iter()
         .map(|p| {

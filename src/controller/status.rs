@@ -143,7 +143,7 @@ pub fn build(
                 true,
                 "ForeignObjects",
                 format!(
-                    "{} objects Palisade would generate already exist and are not Palisade's (no Palisade labels, no baseline owner); they are left alone: rename or delete them",
+                    "{} objects or Pod Security labels Palisade would write already exist and are not Palisade's (objects without Palisade's labels and baseline owner, labels another field manager holds with another value); they are left alone: see status.conflicts",
                     input.foreign.len()
                 ),
                 g,

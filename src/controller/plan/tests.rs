@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::controller::reconcile::FINALIZER;
-use crate::policy::desired::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::policy::desired::{BASELINE_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -133,27 +133,117 @@ fn execute(snap: &mut Snapshot, c: &Converge) {
     kind(&mut snap.admission_policies, admission_policies);
     kind(&mut snap.admission_bindings, admission_bindings);
     for patch in &c.labels {
-        let ns = snap
-            .namespaces
-            .iter_mut()
-            .find(|n| n.name_any() == patch.namespace)
-            .unwrap();
-        let mut n = (**ns).clone();
-        let labels = n.metadata.labels.get_or_insert_with(Default::default);
-        let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
-        if patch.set {
-            for (k, v) in patch.body["metadata"]["labels"].as_object().unwrap() {
-                labels.insert(k.clone(), v.as_str().unwrap().into());
-            }
-            for (k, v) in patch.body["metadata"]["annotations"].as_object().unwrap() {
-                annotations.insert(k.clone(), v.as_str().unwrap().into());
-            }
-        } else {
-            labels.retain(|k, _| !k.starts_with("pod-security.kubernetes.io/"));
+        server_side_apply_labels(snap, patch);
+    }
+}
+
+/// Server-side apply of a label patch by Palisade's field manager, not forced, as the API server
+/// does it for labels: the manager's set becomes the patch's keys; a key it drops is removed only
+/// when no other manager holds it; a key another manager holds with another value is a conflict
+/// (a plan must never send one).
+fn server_side_apply_labels(snap: &mut Snapshot, patch: &LabelPatch) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    let ns = snap
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == patch.namespace)
+        .unwrap();
+    let mut n = (**ns).clone();
+    let empty = serde_json::Map::new();
+    let wanted = patch.body["metadata"]["labels"]
+        .as_object()
+        .unwrap_or(&empty);
+    let mut entries = n.metadata.managed_fields.take().unwrap_or_default();
+    let holders = |entries: &[ManagedFieldsEntry], key: &str, others: bool| {
+        entries
+            .iter()
+            .filter(|e| (e.manager.as_deref() != Some(FIELD_MANAGER)) == others)
+            .any(|e| {
+                e.fields_v1.as_ref().unwrap().0["f:metadata"]["f:labels"]
+                    .get(format!("f:{key}"))
+                    .is_some()
+            })
+    };
+    let labels = n.metadata.labels.get_or_insert_with(Default::default);
+    for (k, v) in wanted {
+        let v = v.as_str().unwrap();
+        if holders(&entries, k, true) && labels.get(k).map(String::as_str) != Some(v) {
+            panic!(
+                "conflict: {k} on {} is held by another manager",
+                patch.namespace
+            );
+        }
+        labels.insert(k.clone(), v.into());
+    }
+    let dropped: Vec<String> = labels
+        .keys()
+        .filter(|k| {
+            !wanted.contains_key(*k) && holders(&entries, k, false) && !holders(&entries, k, true)
+        })
+        .cloned()
+        .collect();
+    for k in dropped {
+        labels.remove(&k);
+    }
+    entries.retain(|e| e.manager.as_deref() != Some(FIELD_MANAGER));
+    if !wanted.is_empty() {
+        let held: serde_json::Map<_, _> = wanted
+            .keys()
+            .map(|k| (format!("f:{k}"), serde_json::json!({})))
+            .collect();
+        entries.push(ManagedFieldsEntry {
+            manager: Some(FIELD_MANAGER.into()),
+            operation: Some("Apply".into()),
+            fields_v1: Some(FieldsV1(
+                serde_json::json!({"f:metadata": {"f:labels": held}}),
+            )),
+            ..Default::default()
+        });
+    }
+    n.metadata.managed_fields = (!entries.is_empty()).then_some(entries);
+    let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
+    match patch.body["metadata"]["annotations"].as_object() {
+        Some(a) => annotations.extend(
+            a.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+        ),
+        None => {
             annotations.remove(PSA_ANNOTATION);
         }
-        *ns = Arc::new(n);
     }
+    *ns = Arc::new(n);
+}
+
+/// Namespace `name` of `snap` with labels set by another field manager (`kubectl label`, a GitOps
+/// controller), as the API server records them.
+fn labelled_by(snap: &mut Snapshot, name: &str, manager: &str, labels: &[(&str, &str)]) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    let ns = snap
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == name)
+        .unwrap();
+    let mut n = (**ns).clone();
+    let held: serde_json::Map<_, _> = labels
+        .iter()
+        .map(|(k, _)| (format!("f:{k}"), serde_json::json!({})))
+        .collect();
+    n.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    n.metadata
+        .managed_fields
+        .get_or_insert_with(Vec::new)
+        .push(ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Update".into()),
+            fields_v1: Some(FieldsV1(
+                serde_json::json!({"f:metadata": {"f:labels": held}}),
+            )),
+            ..Default::default()
+        });
+    *ns = Arc::new(n);
 }
 
 fn writes_nothing(c: &Converge) -> bool {
@@ -684,4 +774,167 @@ fn declared_rules_outside_the_grantable_ceiling_are_left_out_and_named() {
         .find(|c| c.type_ == "Degraded")
         .unwrap();
     assert_eq!(degraded.status, "False");
+}
+
+/// The baseline once the first reconcile added its finalizer.
+fn holding_finalizer(mut b: SecurityBaseline) -> SecurityBaseline {
+    b.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    b
+}
+
+fn labels_of(snap: &Snapshot, ns: &str) -> BTreeMap<String, String> {
+    let n = snap.namespaces.iter().find(|n| n.name_any() == ns).unwrap();
+    n.labels()
+        .iter()
+        .filter(|(k, _)| k.starts_with("pod-security.kubernetes.io/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn release(b: &SecurityBaseline, snap: &mut Snapshot) {
+    let mut deleted = b.clone();
+    deleted.metadata.deletion_timestamp = Some(Time(now()));
+    deleted.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let Plan::Release(r) = plan_of(&deleted, &[], snap) else {
+        panic!("a deleted baseline is released");
+    };
+    for patch in &r.labels {
+        server_side_apply_labels(snap, patch);
+    }
+}
+
+#[test]
+fn a_pod_security_label_someone_else_set_is_never_taken_over_and_survives_the_baseline() {
+    let b = holding_finalizer(sample("shop", "u1", "2026-01-01T00:00:00Z"));
+    let mut snap = cluster();
+    // The platform team's GitOps repository says `enforce: baseline` for shop, and the same
+    // `warn: restricted` Palisade wants for shop-legacy.
+    labelled_by(
+        &mut snap,
+        "shop",
+        "platform-gitops",
+        &[("pod-security.kubernetes.io/enforce", "baseline")],
+    );
+    labelled_by(
+        &mut snap,
+        "shop-legacy",
+        "platform-gitops",
+        &[("pod-security.kubernetes.io/warn", "restricted")],
+    );
+    let before_shop = labels_of(&snap, "shop");
+    let c = converge(plan_of(&b, &[], &snap));
+    let shop = c.labels.iter().find(|p| p.namespace == "shop").unwrap();
+    let sent = shop.body["metadata"]["labels"].as_object().unwrap();
+    assert!(
+        !sent.contains_key("pod-security.kubernetes.io/enforce"),
+        "never forced over: {sent:?}"
+    );
+    assert_eq!(
+        sent["pod-security.kubernetes.io/warn"], "restricted",
+        "the labels nobody holds are set"
+    );
+    let status = c.status(None, None, now());
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ForeignObjects")
+    );
+    assert_eq!(
+        status.conflicts,
+        ["Namespace shop label pod-security.kubernetes.io/enforce=baseline (managed by platform-gitops; this baseline wants restricted): exists and is not Palisade's; left alone"]
+    );
+    execute(&mut snap, &c);
+    assert_eq!(
+        labels_of(&snap, "shop")["pod-security.kubernetes.io/enforce"],
+        "baseline"
+    );
+    // Steady state: nothing to write, the conflict still reported.
+    let again = converge(plan_of(&b, &[], &snap));
+    assert!(writes_nothing(&again), "{:?}", again.labels);
+    assert_eq!(again.status(None, None, now()).conflicts.len(), 1);
+    // The baseline goes: its own labels go, the platform team's stay, in both namespaces.
+    release(&b, &mut snap);
+    assert_eq!(labels_of(&snap, "shop"), before_shop);
+    assert_eq!(
+        labels_of(&snap, "shop-legacy"),
+        BTreeMap::from([(
+            "pod-security.kubernetes.io/warn".to_string(),
+            "restricted".to_string()
+        )]),
+        "a label both held stays with the other manager"
+    );
+}
+
+#[test]
+fn a_label_palisade_set_is_applied_again_when_another_writer_took_it_with_the_same_value() {
+    let b = holding_finalizer(sample("shop", "u1", "2026-01-01T00:00:00Z"));
+    let mut snap = cluster();
+    let first = converge(plan_of(&b, &[], &snap));
+    execute(&mut snap, &first);
+    // `kubectl label --overwrite` with the same value takes the field from Palisade's apply.
+    let n = snap
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == "shop")
+        .unwrap();
+    let mut taken = (**n).clone();
+    for e in taken.metadata.managed_fields.iter_mut().flatten() {
+        let labels = e.fields_v1.as_mut().unwrap().0["f:metadata"]["f:labels"]
+            .as_object_mut()
+            .unwrap();
+        labels.remove("f:pod-security.kubernetes.io/enforce");
+    }
+    *n = Arc::new(taken);
+    labelled_by(
+        &mut snap,
+        "shop",
+        "kubectl-label",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    let c = converge(plan_of(&b, &[], &snap));
+    let patched: Vec<_> = c.labels.iter().map(|p| p.namespace.as_str()).collect();
+    assert_eq!(
+        patched,
+        ["shop"],
+        "Palisade holds its labels again (shared, no conflict)"
+    );
+    assert!(c.status(None, None, now()).conflicts.is_empty());
+    execute(&mut snap, &c);
+    assert!(writes_nothing(&converge(plan_of(&b, &[], &snap))));
+}
+
+#[test]
+fn namespace_field_managers_are_trimmed_to_the_pod_security_labels() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
+        manager: Some(manager.into()),
+        operation: Some("Update".into()),
+        fields_v1: Some(FieldsV1(fields)),
+        time: Some(Time(now())),
+        ..Default::default()
+    };
+    let trimmed = labels::trim_managed_fields(Some(vec![
+        entry(
+            "kube-controller-manager",
+            serde_json::json!({"f:status": {"f:phase": {}}}),
+        ),
+        entry(
+            "platform-gitops",
+            serde_json::json!({"f:metadata": {"f:labels": {
+                "f:team": {}, "f:pod-security.kubernetes.io/enforce": {}}}}),
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(trimmed.len(), 1);
+    assert_eq!(trimmed[0].manager.as_deref(), Some("platform-gitops"));
+    assert_eq!(
+        trimmed[0].fields_v1.as_ref().unwrap().0,
+        serde_json::json!({"f:metadata": {"f:labels": {"f:pod-security.kubernetes.io/enforce": {}}}})
+    );
+    assert!(trimmed[0].time.is_none());
+    assert!(labels::trim_managed_fields(Some(vec![entry("x", serde_json::json!({}))])).is_none());
 }

@@ -472,6 +472,87 @@ async fn a_baseline_deleted_while_invalid_still_releases_its_namespaces() {
     .await;
 }
 
+/// The platform team's Pod Security label, set by another field manager before the baseline
+/// came, is never taken over: it stays while the baseline enforces (reported as a conflict) and
+/// after the baseline is deleted; the labels Palisade alone set go with the baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_security_label_someone_else_set_survives_the_baseline() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("psaown");
+    let ns = TestNamespace::new(&client, "psaown", &[(TEST_LABEL, &id)]).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let platform = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns.name, "labels": {PSA_ENFORCE: "baseline"}}});
+    apply(&namespaces, "platform-gitops", &platform).await;
+    apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Enforce"})).await;
+    let op = Op::start("psaown", &id, &[]);
+    op.wait_ready().await;
+    let warn = "pod-security.kubernetes.io/warn";
+    let status = wait_for("the conflict reported", DEADLINE, || async {
+        let s = converged(&get_baseline(&client, &id).await?)?;
+        s.conflicts
+            .iter()
+            .any(|c| c.contains("managed by platform-gitops"))
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(
+        status.conflicts,
+        [format!(
+            "Namespace {} label {PSA_ENFORCE}=baseline (managed by platform-gitops; this baseline wants restricted): exists and is not Palisade's; left alone",
+            ns.name
+        )]
+    );
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ForeignObjects")
+    );
+    let n = namespaces.get(&ns.name).await.unwrap();
+    assert_eq!(n.labels()[PSA_ENFORCE], "baseline", "never taken over");
+    assert_eq!(
+        n.labels()[warn],
+        "restricted",
+        "the labels nobody held are Palisade's"
+    );
+    let holders: Vec<_> = n
+        .managed_fields()
+        .iter()
+        .filter(|e| {
+            e.fields_v1.as_ref().is_some_and(|f| {
+                f.0["f:metadata"]["f:labels"]
+                    .get(format!("f:{PSA_ENFORCE}"))
+                    .is_some()
+            })
+        })
+        .filter_map(|e| e.manager.clone())
+        .collect();
+    assert_eq!(holders, ["platform-gitops"]);
+
+    delete_baseline(&client, &id).await;
+    let n = wait_for(
+        "the baseline gone and its own labels removed",
+        DEADLINE,
+        || async {
+            let n = namespaces.get(&ns.name).await.ok()?;
+            (get_baseline(&client, &id).await.is_none() && !n.labels().contains_key(warn))
+                .then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(
+        n.labels()[PSA_ENFORCE],
+        "baseline",
+        "the platform team's setting survives"
+    );
+    assert!(!n.annotations().contains_key(PSA_ANNOTATION));
+}
+
 /// Another manager's edit of a generated NetworkPolicy is reverted; a user's own policy with the
 /// same pod selector is never touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub violations: Family<ViolationLabels, Gauge>,
     pub generated: Family<KindLabels, Gauge>,
     pub drift_corrections: Family<KindLabels, Counter>,
+    pub fights: Family<KindLabels, Counter>,
+    pub contested: Family<BaselineLabels, Gauge>,
     pub watch_restarts: Family<WatchLabels, Counter>,
     pub writes: Family<WriteLabels, Counter>,
     pub audit_events: Family<AuditEventLabels, Counter>,
@@ -89,6 +91,8 @@ impl Default for Metrics {
             violations: Family::default(),
             generated: Family::default(),
             drift_corrections: Family::default(),
+            fights: Family::default(),
+            contested: Family::default(),
             watch_restarts: Family::default(),
             writes: Family::default(),
             audit_events: Family::default(),
@@ -125,6 +129,16 @@ impl Default for Metrics {
             "drift_corrections",
             "Generated objects restored after another actor changed or deleted them",
             m.drift_corrections.clone(),
+        );
+        registry.register(
+            "fights",
+            "Fights noticed: a generated object another writer rewrote after each of 5 restores within 10 minutes (Palisade then stops restoring it for a back-off)",
+            m.fights.clone(),
+        );
+        registry.register(
+            "contested_objects",
+            "Generated objects Palisade currently leaves to another writer that keeps rewriting them",
+            m.contested.clone(),
         );
         registry.register(
             "watch_restarts",

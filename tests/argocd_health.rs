@@ -160,6 +160,7 @@ fn baseline_with_status(
             refused_rules: Vec::new(),
             conflicts,
             foreign: Vec::new(),
+            contested: vec![],
             learned: Vec::new(),
             degraded,
             enforce: true,

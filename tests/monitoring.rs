@@ -249,6 +249,10 @@ fn populated_metrics() -> palisade::metrics::Metrics {
     };
     m.generated.get_or_create(&kind).set(1);
     m.drift_corrections.get_or_create(&kind).inc();
+    m.fights.get_or_create(&kind).inc();
+    m.contested
+        .get_or_create(&BaselineLabels { baseline: b() })
+        .set(1);
     m.watch_restarts
         .get_or_create(&WatchLabels { kind: "Pod".into() })
         .inc();

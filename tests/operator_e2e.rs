@@ -553,6 +553,119 @@ async fn a_pod_security_label_someone_else_set_survives_the_baseline() {
     assert!(!n.annotations().contains_key(PSA_ANNOTATION));
 }
 
+/// Another writer force-applies its version of a generated NetworkPolicy after every restore:
+/// after 5 restores Palisade stops fighting, reports a Conflict naming the object, the field and
+/// the writer, exports it as a gauge, and leaves the object alone on later reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_keeps_rewriting_a_generated_object_is_noticed_not_fought() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    let id = unique("fight");
+    let ns = TestNamespace::new(&client, "fight", &[(TEST_LABEL, &id)]).await;
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    apply_baseline(&client, &id, &id, &id, json!({"enforcement": "Enforce"})).await;
+    let op = Op::start("fight", &id, &[]);
+    op.wait_ready().await;
+    wait_converged(&client, &id).await;
+    let theirs = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "palisade-default-deny", "namespace": ns.name},
+        "spec": {"policyTypes": ["Ingress"]},
+    });
+    let types = |p: &NetworkPolicy| p.spec.as_ref().and_then(|s| s.policy_types.clone());
+    let rewrites = std::sync::atomic::AtomicUsize::new(0);
+    let conflict = wait_for("the fight noticed", DEADLINE, || {
+        let (api, client, id, theirs, rewrites) = (&api, &client, &id, &theirs, &rewrites);
+        async move {
+            let s = get_baseline(client, id).await?.status?;
+            if let Some(c) = s
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Conflict" && c.status == "True")
+            {
+                return Some((c.clone(), s));
+            }
+            // The fighter: whenever Palisade's version is back, its own again, with force.
+            let p = api.get("palisade-default-deny").await.ok()?;
+            if types(&p).as_deref() != Some(&["Ingress".to_string()][..]) {
+                apply(api, "fighter", theirs).await;
+                rewrites.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            None
+        }
+    })
+    .await;
+    let (condition, status) = conflict;
+    let rewrites = rewrites.into_inner();
+    assert!(
+        (5..=7).contains(&rewrites),
+        "noticed after {rewrites} rewrites"
+    );
+    let object = format!("NetworkPolicy {}/palisade-default-deny", ns.name);
+    assert!(
+        condition.message.starts_with(&format!(
+            "{object}: rewritten by fighter (Apply): spec.policyTypes"
+        )),
+        "{}",
+        condition.message
+    );
+    assert_eq!(condition.reason, "FightingAnotherWriter");
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.reason, "Conflict");
+    let baseline_label = format!("baseline=\"{id}\"");
+    assert_eq!(
+        op.metric("palisade_contested_objects", &[&baseline_label])
+            .await,
+        Some(1.0)
+    );
+    assert!(op.metric("palisade_fights_total", &[&baseline_label]).await >= Some(1.0));
+
+    // The fighter's last version stays: another reconcile (a namespace change triggers one)
+    // leaves it alone.
+    let p = api.get("palisade-default-deny").await.unwrap();
+    if types(&p).as_deref() != Some(&["Ingress".to_string()][..]) {
+        apply(&api, "fighter", &theirs).await;
+    }
+    let before = op
+        .metric("palisade_reconciles_total", &[&baseline_label])
+        .await
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    apply(
+        &namespaces,
+        "palisade-tests",
+        &json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns.name, "annotations": {"touched": "yes"}}}),
+    )
+    .await;
+    wait_for("another reconcile", DEADLINE, || async {
+        let n = op
+            .metric("palisade_reconciles_total", &[&baseline_label])
+            .await?;
+        let done = op
+            .metric(
+                "palisade_last_successful_reconcile_timestamp_seconds",
+                &[&baseline_label],
+            )
+            .await?;
+        (n > before && done > 0.0).then_some(())
+    })
+    .await;
+    wait_converged(&client, &id).await;
+    let p = api.get("palisade-default-deny").await.unwrap();
+    assert_eq!(
+        types(&p),
+        Some(vec!["Ingress".to_string()]),
+        "left to the fighter for now"
+    );
+    delete_baseline(&client, &id).await;
+}
+
 /// Another manager's edit of a generated NetworkPolicy is reverted; a user's own policy with the
 /// same pod selector is never touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,6 +123,81 @@ where
     Ok(())
 }
 
+/// The writers other than Palisade that hold fields of `obj` (as the cache keeps them: see
+/// [`keep_other_writers`]), each as `manager (Operation): field, field`, fields two levels deep.
+pub fn other_writers<K: Resource>(obj: &K) -> Vec<String> {
+    fn paths(v: &Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Some(map) = v.as_object() else { return };
+        for (k, child) in map {
+            let Some(name) = k.strip_prefix("f:") else {
+                continue; // list items (`k:`, `v:`) and `.`: the parent path says enough
+            };
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            let leaf = child
+                .as_object()
+                .is_none_or(|m| m.keys().all(|k| !k.starts_with("f:")));
+            if depth == 1 || leaf {
+                out.push(path);
+            } else {
+                paths(child, &path, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for e in obj.meta().managed_fields.iter().flatten() {
+        let manager = e.manager.as_deref().unwrap_or("unknown");
+        if manager == FIELD_MANAGER {
+            continue;
+        }
+        let mut fields = Vec::new();
+        if let Some(f) = &e.fields_v1 {
+            paths(&f.0, "", 2, &mut fields);
+        }
+        fields.dedup();
+        let more = fields.len().saturating_sub(4);
+        fields.truncate(4);
+        if more > 0 {
+            fields.push(format!("{more} more"));
+        }
+        out.push(format!(
+            "{manager} ({}): {}",
+            e.operation.as_deref().unwrap_or("?"),
+            fields.join(", ")
+        ));
+    }
+    out
+}
+
+/// What the cache keeps of a generated kind's field managers: on Palisade's own objects, the
+/// entries of other writers (none in steady state), so the plan can name who rewrote one; on
+/// everyone else's objects, nothing.
+pub fn keep_other_writers(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    let ours = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY_VALUE);
+    let kept: Vec<_> = meta
+        .managed_fields
+        .take()
+        .into_iter()
+        .flatten()
+        .filter(|e| ours && e.manager.as_deref() != Some(FIELD_MANAGER))
+        .map(
+            |e| k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                time: None,
+                ..e
+            },
+        )
+        .collect();
+    meta.managed_fields = (!kept.is_empty()).then_some(kept);
+}
+
 /// Whether Palisade generated `obj` for baseline `name`: its labels name the baseline and it is
 /// owned by that baseline (uid `uid`). Only such objects are ever pruned: a copy of a generated
 /// object (labels kept, owner dropped, as a GitOps repository may hold one) is not Palisade's.

@@ -96,11 +96,24 @@ trim_meta!(
     ValidatingWebhookConfiguration,
     MutatingWebhookConfiguration,
     ServiceAccount,
+    ClusterRole,
+    ClusterRoleBinding
+);
+
+/// Generated kinds: who else wrote Palisade's own objects is kept (see `keep_other_writers`).
+macro_rules! trim_generated {
+    ($($t:ty),*) => {$(
+        impl Trim for $t {
+            fn trim(&mut self) {
+                super::apply::keep_other_writers(&mut self.metadata);
+            }
+        }
+    )*};
+}
+trim_generated!(
     NetworkPolicy,
     Role,
-    ClusterRole,
     RoleBinding,
-    ClusterRoleBinding,
     ValidatingAdmissionPolicyBinding
 );
 
@@ -113,7 +126,7 @@ impl Trim for Service {
 
 impl Trim for ValidatingAdmissionPolicy {
     fn trim(&mut self) {
-        self.metadata.managed_fields = None;
+        super::apply::keep_other_writers(&mut self.metadata);
         self.status = None;
     }
 }

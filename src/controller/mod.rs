@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cache;
 pub mod compiled;
 pub mod events;
+pub mod fights;
 pub mod leader;
 pub mod learn;
 pub mod learned;
@@ -221,6 +222,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         caches: caches.clone(),
         baselines: index.baselines.clone(),
         compiled: Default::default(),
+        fights: Default::default(),
         metrics: metrics.clone(),
         recorder: Recorder::new(
             client.clone(),

@@ -3,8 +3,9 @@
 //! status, requeue), in plain synchronous code. `reconcile.rs` executes a plan; executing one
 //! and planning again over the result plans no writes.
 
-use super::apply::{generated_by, palisades, planned, Outcome};
+use super::apply::{generated_by, other_writers, palisades, planned, Outcome};
 use super::cache::Snapshot;
+use super::fights::Contest;
 use super::learn::LearnState;
 use super::observe::{self, OtherBaseline};
 use super::status::{self, StatusInput};
@@ -42,6 +43,8 @@ pub struct Env<'a> {
     pub learn: Option<&'a LearnState>,
     /// The periodic resync: the longest a plan waits before the next reconcile.
     pub resync: Duration,
+    /// Generated objects of this baseline left to another writer for now (`Kind ns/name`).
+    pub contested: &'a BTreeMap<String, Contest>,
 }
 
 /// Everything one reconcile of one baseline writes.
@@ -76,6 +79,9 @@ pub struct Write<K> {
     pub object: K,
     /// Created or Updated (never Unchanged: unchanged objects are not in a plan).
     pub outcome: Outcome,
+    /// When Updated: the other writers the cached object names and the fields they hold
+    /// (`manager (Apply): spec.ingress`), for noticing a fight.
+    pub writers: Vec<String>,
 }
 
 /// One generated kind's part of a plan.
@@ -89,6 +95,8 @@ pub struct KindPlan<K> {
     /// Wanted objects whose name is taken by an object that is not Palisade's: never written,
     /// reported (`Kind namespace/name`).
     pub foreign: Vec<String>,
+    /// Objects that differ but are left to another writer for now (a fight: see `fights`).
+    pub contested: Vec<String>,
 }
 
 impl<K> Default for KindPlan<K> {
@@ -98,6 +106,7 @@ impl<K> Default for KindPlan<K> {
             apply: Vec::new(),
             prune: Vec::new(),
             foreign: Vec::new(),
+            contested: Vec::new(),
         }
     }
 }
@@ -119,11 +128,19 @@ impl<K: Resource<DynamicType = ()> + Serialize> KindPlan<K> {
     /// What converging `cached` to `wanted` takes: writes for what is missing or differs, and
     /// prunes of what baseline `name` (owner `uid`) generated and no longer wants. Objects of
     /// the kind without this baseline's labels and owner are never pruned.
-    pub fn new(wanted: Vec<K>, cached: &[Arc<K>], name: &str, uid: &str) -> Self {
+    /// Objects in `contested` that differ are left alone (another writer keeps rewriting them).
+    pub fn new(
+        wanted: Vec<K>,
+        cached: &[Arc<K>],
+        name: &str,
+        uid: &str,
+        contested: &BTreeMap<String, Contest>,
+    ) -> Self {
         let by_key: HashMap<_, _> = cached.iter().map(|o| (key(&**o), &**o)).collect();
         let keep: BTreeSet<_> = wanted.iter().map(key).collect();
         let count = wanted.len() as u32;
         let mut foreign = Vec::new();
+        let mut left = Vec::new();
         let mut apply: Vec<Write<K>> = wanted
             .into_iter()
             .filter_map(|w| {
@@ -133,10 +150,23 @@ impl<K: Resource<DynamicType = ()> + Serialize> KindPlan<K> {
                     return None;
                 }
                 let outcome = planned(&w, actual);
-                (outcome != Outcome::Unchanged).then_some(Write { object: w, outcome })
+                if outcome == Outcome::Updated && contested.contains_key(&describe(&w)) {
+                    left.push(describe(&w));
+                    return None;
+                }
+                let writers = match (outcome, actual) {
+                    (Outcome::Updated, Some(a)) => other_writers(a),
+                    _ => Vec::new(),
+                };
+                (outcome != Outcome::Unchanged).then_some(Write {
+                    object: w,
+                    outcome,
+                    writers,
+                })
             })
             .collect();
         foreign.sort();
+        left.sort();
         apply.sort_by_key(|w| key(&w.object));
         let mut prune: Vec<Arc<K>> = cached
             .iter()
@@ -149,6 +179,7 @@ impl<K: Resource<DynamicType = ()> + Serialize> KindPlan<K> {
             apply,
             prune,
             foreign,
+            contested: left,
         }
     }
 
@@ -161,6 +192,7 @@ impl<K: Resource<DynamicType = ()> + Serialize> KindPlan<K> {
         }
         out.delete.extend(self.prune.iter().map(|o| describe(&**o)));
         out.foreign.extend(self.foreign.iter().cloned());
+        out.contested.extend(self.contested.iter().cloned());
     }
 }
 
@@ -183,6 +215,8 @@ pub struct Changes {
     pub delete: Vec<String>,
     /// Names taken by objects that are not Palisade's (left alone).
     pub foreign: Vec<String>,
+    /// Objects left to another writer for now (a fight).
+    pub contested: Vec<String>,
 }
 
 impl Writes {
@@ -192,6 +226,7 @@ impl Writes {
         snap: &Snapshot,
         name: &str,
         uid: &str,
+        contested: &BTreeMap<String, Contest>,
     ) -> Self {
         let ClusterObjects {
             admission_policies,
@@ -206,6 +241,7 @@ impl Writes {
                 &snap.network_policies,
                 name,
                 uid,
+                contested,
             ),
             roles: KindPlan::new(
                 per_ns
@@ -215,6 +251,7 @@ impl Writes {
                 &snap.roles,
                 name,
                 uid,
+                contested,
             ),
             role_bindings: KindPlan::new(
                 per_ns
@@ -224,18 +261,21 @@ impl Writes {
                 &snap.role_bindings,
                 name,
                 uid,
+                contested,
             ),
             admission_policies: KindPlan::new(
                 admission_policies,
                 &snap.admission_policies,
                 name,
                 uid,
+                contested,
             ),
             admission_bindings: KindPlan::new(
                 admission_bindings,
                 &snap.admission_bindings,
                 name,
                 uid,
+                contested,
             ),
         }
     }
@@ -301,6 +341,7 @@ struct StatusParts {
     refused_rules: Vec<String>,
     conflicts: Vec<String>,
     foreign: Vec<String>,
+    contested: Vec<String>,
     learned: Vec<LearnedRole>,
     enforce: bool,
 }
@@ -328,6 +369,7 @@ impl Converge {
                 refused_rules: s.refused_rules.clone(),
                 conflicts: s.conflicts.clone(),
                 foreign: s.foreign.clone(),
+                contested: s.contested.clone(),
                 learned: s.learned.clone(),
                 degraded,
                 enforce: s.enforce,
@@ -414,7 +456,7 @@ pub fn plan(
         let own = observe::ownership(b, &as_enforce, &namespaces, others);
         let (wanted, _) = inputs.build(&as_enforce, &own.owned);
         let cluster = desired::cluster_objects(&as_enforce, owner.as_ref());
-        let writes = Writes::new(&wanted, cluster, snap, &name, &uid);
+        let writes = Writes::new(&wanted, cluster, snap, &name, &uid, &BTreeMap::new());
         let labels = labels::plan(snap, &name, &wanted).patches;
         preview_of(writes.changes(), &labels)
     });
@@ -444,7 +486,7 @@ pub fn plan(
                 label: learned.label.clone(),
             }),
     );
-    let writes = Writes::new(&per_ns, cluster, snap, &name, &uid);
+    let writes = Writes::new(&per_ns, cluster, snap, &name, &uid, env.contested);
     let label_plan = labels::plan(snap, &name, &per_ns);
     let reports = env.report_max_results.map(|max| {
         let covered: Vec<String> = covered.iter().cloned().collect();
@@ -455,6 +497,7 @@ pub fn plan(
         .map(|t| t.as_second())
         .into_iter()
         .chain(learned.window_ends)
+        .chain(env.contested.values().map(|c| c.until.as_second()))
         .min()
         .map(|t| Duration::from_secs((t - now.as_second()).max(1) as u64))
         .map_or(env.resync, |d| d.min(env.resync));
@@ -475,6 +518,12 @@ pub fn plan(
                 .foreign
                 .into_iter()
                 .chain(label_plan.foreign)
+                .collect(),
+            contested: writes
+                .changes()
+                .contested
+                .iter()
+                .filter_map(|o| Some(env.contested.get(o)?.line(o)))
                 .collect(),
             learned: learned.status.clone(),
             enforce,

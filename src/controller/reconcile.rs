@@ -37,6 +37,8 @@ pub struct Context {
     pub caches: Caches,
     pub baselines: Store<DeserializeGuard<SecurityBaseline>>,
     pub compiled: CompiledCache,
+    /// Restores of generated objects, to notice a writer Palisade is fighting.
+    pub fights: super::fights::Fights,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub events: EventMemory,
@@ -143,7 +145,10 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
     let name = b.name_any();
     let now = Timestamp::now();
     let compiled = ctx.compiled.get(b, now);
+    let contested = ctx.fights.contested(&name, now);
+    export_contested(ctx, &name, &contested);
     let env = plan::Env {
+        contested: &contested,
         grantable: &ctx.grantable,
         report_max_results: ctx.reports.as_ref().map(|r| r.max_results),
         learn: ctx.learn.as_deref(),
@@ -294,7 +299,23 @@ where
         .await;
     for (w, r) in plan.apply.iter().zip(results) {
         r?;
-        changes.push(format!("{:?} {}", w.outcome, plan::describe(&w.object)));
+        let object = plan::describe(&w.object);
+        if w.outcome == apply::Outcome::Updated {
+            if let Some(c) = ctx
+                .fights
+                .restored(baseline, &object, &w.writers, Timestamp::now())
+            {
+                tracing::warn!(baseline, object = %object, writers = ?c.writers, until = %c.until, "another writer keeps rewriting a generated object; Palisade stops restoring it for a while");
+                ctx.metrics
+                    .fights
+                    .get_or_create(&KindLabels {
+                        baseline: baseline.into(),
+                        kind: kind(),
+                    })
+                    .inc();
+            }
+        }
+        changes.push(format!("{:?} {object}", w.outcome));
     }
     for o in &plan.prune {
         apply::prune(&ctx.client, &ctx.metrics, &**o)
@@ -348,6 +369,20 @@ async fn label_namespaces(
         ));
     }
     Ok(())
+}
+
+/// `palisade_contested_objects{baseline}`: generated objects left to another writer now.
+fn export_contested(
+    ctx: &Context,
+    baseline: &str,
+    contested: &std::collections::BTreeMap<String, super::fights::Contest>,
+) {
+    ctx.metrics
+        .contested
+        .get_or_create(&BaselineLabels {
+            baseline: baseline.into(),
+        })
+        .set(contested.len() as i64);
 }
 
 fn export_generated(ctx: &Context, baseline: &str, counts: &crate::crd::GeneratedCounts) {
@@ -416,6 +451,7 @@ const GENERATED_KINDS: [&str; 5] = [
 /// PalisadeReconcileStalled. Counters stay (their rate falls to zero, as Prometheus expects).
 pub fn forget_deleted_baselines(ctx: &Context, live: &HashSet<String>) {
     ctx.compiled.retain(live);
+    ctx.fights.retain(live);
     let gone: Vec<String> = {
         let exported = ctx.exported.lock().expect("lock");
         exported
@@ -440,6 +476,7 @@ pub fn forget_deleted_baselines(ctx: &Context, live: &HashSet<String>) {
             baseline: baseline.clone(),
         };
         ctx.metrics.last_success.remove(&labels);
+        ctx.metrics.contested.remove(&labels);
         ctx.events.forget(&baseline);
         tracing::debug!(%baseline, "baseline gone: its gauges are removed");
     }

@@ -26,6 +26,8 @@ pub struct StatusInput<'a> {
     pub conflicts: Vec<String>,
     /// Generated names taken by objects that are not Palisade's (`Kind namespace/name`).
     pub foreign: Vec<String>,
+    /// Generated objects left to another writer that keeps rewriting them, one line each.
+    pub contested: Vec<String>,
     pub learned: Vec<crate::crd::LearnedRole>,
     /// Problems that kept the reconcile from converging (apply errors), empty when fine.
     pub degraded: Option<String>,
@@ -116,6 +118,17 @@ pub fn build(
         },
         match (&input.degraded, input.conflicts.is_empty()) {
             (Some(why), _) => condition("Degraded", true, "ApplyFailed", why.clone(), g, now),
+            (None, _) if !input.contested.is_empty() => condition(
+                "Degraded",
+                true,
+                "Conflict",
+                format!(
+                    "{} generated objects are rewritten by another writer: see the Conflict condition",
+                    input.contested.len()
+                ),
+                g,
+                now,
+            ),
             (None, _) if !input.refused_rules.is_empty() => condition(
                 "Degraded",
                 true,
@@ -159,6 +172,25 @@ pub fn build(
             ),
         },
     ];
+    conditions.push(if input.contested.is_empty() {
+        condition(
+            "Conflict",
+            false,
+            "NoFight",
+            "no other writer keeps rewriting generated objects".into(),
+            g,
+            now,
+        )
+    } else {
+        condition(
+            "Conflict",
+            true,
+            "FightingAnotherWriter",
+            input.contested.join("\n").chars().take(4000).collect(),
+            g,
+            now,
+        )
+    });
     if let Some(prev) = previous {
         for c in &mut conditions {
             if let Some(p) = prev
@@ -170,7 +202,8 @@ pub fn build(
             }
         }
     }
-    let mut conflicts = input.conflicts;
+    let mut conflicts = input.contested;
+    conflicts.extend(input.conflicts);
     conflicts.extend(
         input
             .foreign

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 const SAMPLE: &str = include_str!("../../../config/baseline.yaml");
 const RESYNC: Duration = Duration::from_secs(600);
+static NO_CONTESTS: BTreeMap<String, crate::controller::fights::Contest> = BTreeMap::new();
 
 fn now() -> Timestamp {
     "2026-12-01T10:00:00Z".parse().unwrap()
@@ -21,6 +22,7 @@ fn env() -> Env<'static> {
         report_max_results: Some(100),
         learn: None,
         resync: RESYNC,
+        contested: &NO_CONTESTS,
     }
 }
 
@@ -937,4 +939,145 @@ fn namespace_field_managers_are_trimmed_to_the_pod_security_labels() {
     );
     assert!(trimmed[0].time.is_none());
     assert!(labels::trim_managed_fields(Some(vec![entry("x", serde_json::json!({}))])).is_none());
+}
+
+#[test]
+fn a_drifted_object_names_its_other_writer_and_a_contested_one_is_left_alone_until_the_backoff_ends(
+) {
+    use crate::controller::fights::Contest;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    let b = holding_finalizer(sample("shop", "u1", "2026-01-01T00:00:00Z"));
+    let mut snap = cluster();
+    let first = converge(plan_of(&b, &[], &snap));
+    execute(&mut snap, &first);
+    let deny = "NetworkPolicy shop/palisade-default-deny";
+    let at = snap
+        .network_policies
+        .iter()
+        .position(|p| describe(&**p) == deny)
+        .unwrap();
+    let mut np = (*snap.network_policies[at]).clone();
+    np.spec.as_mut().unwrap().policy_types = Some(vec!["Ingress".into()]);
+    np.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("gitops".into()),
+        operation: Some("Apply".into()),
+        fields_v1: Some(FieldsV1(
+            serde_json::json!({"f:spec": {"f:policyTypes": {}}}),
+        )),
+        ..Default::default()
+    }]);
+    snap.network_policies[at] = Arc::new(np);
+
+    let restore = converge(plan_of(&b, &[], &snap));
+    let w = restore
+        .writes
+        .network_policies
+        .apply
+        .iter()
+        .find(|w| describe(&w.object) == deny)
+        .expect("drift is restored");
+    assert_eq!(w.outcome, Outcome::Updated);
+    assert_eq!(w.writers, ["gitops (Apply): spec.policyTypes"]);
+
+    // Once it is a fight, the same drift is left alone, reported, and looked at again when the
+    // back-off ends.
+    let until: Timestamp = "2026-12-01T10:07:00Z".parse().unwrap();
+    let contested = BTreeMap::from([(
+        deny.to_string(),
+        Contest {
+            writers: w.writers.clone(),
+            restores: 5,
+            until,
+        },
+    )]);
+    let env = Env {
+        contested: &contested,
+        ..env()
+    };
+    let Plan::Converge(left) = plan(&b, Ok(&compile(&b)), &[], &snap, &env, now()) else {
+        panic!("converges");
+    };
+    assert!(left
+        .writes
+        .network_policies
+        .apply
+        .iter()
+        .all(|w| describe(&w.object) != deny));
+    assert_eq!(left.writes.changes().contested, [deny]);
+    assert_eq!(left.requeue, Duration::from_secs(7 * 60));
+    let status = left.status(None, None, now());
+    let conflict = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Conflict")
+        .unwrap();
+    assert_eq!(
+        (conflict.status.as_str(), conflict.reason.as_str()),
+        ("True", "FightingAnotherWriter")
+    );
+    assert!(
+        conflict.message.starts_with(&format!(
+            "{deny}: rewritten by gitops (Apply): spec.policyTypes"
+        )),
+        "{}",
+        conflict.message
+    );
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.reason, "Conflict");
+    assert!(status.conflicts[0].starts_with(deny));
+    // Without a fight the Conflict condition is False.
+    let calm = restore.status(None, None, now());
+    let conflict = calm
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Conflict")
+        .unwrap();
+    assert_eq!(
+        (conflict.status.as_str(), conflict.reason.as_str()),
+        ("False", "NoFight")
+    );
+}
+
+#[test]
+fn the_cache_keeps_other_writers_of_palisades_objects_only() {
+    use crate::controller::apply::keep_other_writers;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    let entry = |m: &str| ManagedFieldsEntry {
+        manager: Some(m.into()),
+        time: Some(Time(now())),
+        ..Default::default()
+    };
+    let mut ours = ObjectMeta {
+        labels: Some(BTreeMap::from([(
+            MANAGED_BY_LABEL.into(),
+            MANAGED_BY_VALUE.into(),
+        )])),
+        managed_fields: Some(vec![entry(FIELD_MANAGER), entry("kubectl-edit")]),
+        ..Default::default()
+    };
+    keep_other_writers(&mut ours);
+    let kept = ours.managed_fields.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].manager.as_deref(), Some("kubectl-edit"));
+    assert!(kept[0].time.is_none());
+    let mut theirs = ObjectMeta {
+        managed_fields: Some(vec![entry("kubectl-edit")]),
+        ..Default::default()
+    };
+    keep_other_writers(&mut theirs);
+    assert!(theirs.managed_fields.is_none());
+    let mut steady = ObjectMeta {
+        labels: ours.labels.clone(),
+        managed_fields: Some(vec![entry(FIELD_MANAGER)]),
+        ..Default::default()
+    };
+    keep_other_writers(&mut steady);
+    assert!(
+        steady.managed_fields.is_none(),
+        "steady state keeps nothing"
+    );
 }

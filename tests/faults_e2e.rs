@@ -406,3 +406,247 @@ async fn sigkill_mid_convergence_then_restart_converges_without_duplicates_or_or
         .delete(&id, &Default::default())
         .await;
 }
+
+/// API Priority and Fairness objects that give Palisade's ServiceAccount a tiny share of the API
+/// server (3 seats; the rest is rejected with 429), removed on drop.
+struct Throttle {
+    client: Client,
+}
+
+const THROTTLE: &str = r#"
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: palisade-test-tiny}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    borrowingLimitPercent: 0
+    limitResponse: {type: Reject}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: palisade-test-throttle}
+spec:
+  priorityLevelConfiguration: {name: palisade-test-tiny}
+  matchingPrecedence: 500
+  distinguisherMethod: {type: ByUser}
+  rules:
+    - subjects: [{kind: ServiceAccount, serviceAccount: {name: palisade, namespace: palisade-system}}]
+      resourceRules: [{verbs: ["*"], apiGroups: ["*"], resources: ["*"], clusterScope: true, namespaces: ["*"]}]
+      nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
+"#;
+
+impl Throttle {
+    async fn new(client: &Client) -> Throttle {
+        apply_documents(client, THROTTLE).await;
+        Throttle {
+            client: client.clone(),
+        }
+    }
+
+    /// Requests of the tiny priority level the API server rejected so far.
+    async fn rejected(&self) -> f64 {
+        let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = self
+            .client
+            .request_text(req)
+            .await
+            .expect("API server /metrics");
+        text.lines()
+            .filter(|l| l.starts_with("apiserver_flowcontrol_rejected_requests_total{"))
+            .filter(|l| l.contains("priority_level=\"palisade-test-tiny\""))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            tokio::task::block_in_place(|| {
+                handle.block_on(async move {
+                    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+                    for (kind, name) in [
+                        ("FlowSchema", "palisade-test-throttle"),
+                        ("PriorityLevelConfiguration", "palisade-test-tiny"),
+                    ] {
+                        let gvk = GroupVersionKind::gvk("flowcontrol.apiserver.k8s.io", "v1", kind);
+                        let api: Api<DynamicObject> =
+                            Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+                        let _ = api.delete(name, &DeleteParams::default()).await;
+                    }
+                })
+            });
+        }
+    }
+}
+
+/// With API Priority and Fairness giving Palisade 3 seats and rejecting the rest (429), a first
+/// convergence of 60 namespaces still finishes: Palisade backs off and retries, and its metrics
+/// say it was throttled. Without the throttle, a fresh operator then writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_by_priority_and_fairness_it_backs_off_and_converges() {
+    const N: usize = 60;
+    let _one = FAULT.lock().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let id = unique("apf");
+    let mut namespaces = Vec::new();
+    for _ in 0..N {
+        namespaces.push(TestNamespace::new(&client, "apf", &[("palisade-test", &id)]).await);
+    }
+    let throttle = Throttle::new(&client).await;
+    let rejected_before = throttle.rejected().await;
+    enforce_baseline(&client, &id).await;
+    let mut op = operator(&id);
+    let started = Instant::now();
+    let all_policies = Api::<NetworkPolicy>::all(client.clone());
+    let generated = ListParams::default().labels(&format!("palisade.dev/baseline={id}"));
+    wait_for(
+        "converged while throttled",
+        Duration::from_secs(300),
+        || async {
+            let items = all_policies.list(&generated).await.ok()?.items;
+            let denied = items.iter().filter(|p| p.name_any() == DENY).count();
+            (denied == N).then_some(())
+        },
+    )
+    .await;
+    let rejected = throttle.rejected().await - rejected_before;
+    let throttled = op
+        .metric(
+            "palisade_reconcile_errors_total",
+            &["category=\"throttled\""],
+        )
+        .await
+        .unwrap_or(0.0);
+    let restarts = op
+        .metric("palisade_watch_restarts_total", &[])
+        .await
+        .unwrap_or(0.0);
+    eprintln!(
+        "throttled convergence of {N} namespaces: {} ms; API server rejected {rejected} requests; \
+         throttled reconciles {throttled}, watch restarts {restarts}",
+        started.elapsed().as_millis()
+    );
+    assert!(
+        rejected > 0.0,
+        "the API server throttled Palisade (the test is not vacuous)"
+    );
+    assert!(
+        throttled > 0.0,
+        "the operator's metrics show the throttling"
+    );
+    assert!(
+        op.child.try_wait().unwrap().is_none(),
+        "the operator must not have exited"
+    );
+    op.stop();
+    drop(throttle);
+    a_fresh_operator_writes_nothing(&id).await;
+    let _ = Api::<SecurityBaseline>::all(client.clone())
+        .delete(&id, &Default::default())
+        .await;
+}
+
+/// 1,000 updates of one baseline's spec within a minute, as fast as the API server takes them:
+/// the operator's memory stays bounded, and the final state is the last spec's (its allow
+/// policy only, every earlier one pruned; the status describes the last generation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_baseline_updates_ends_in_the_last_specs_state_with_bounded_memory() {
+    const UPDATES: usize = 1000;
+    let _one = FAULT.lock().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let id = unique("storm");
+    let ns = TestNamespace::new(&client, "storm", &[("palisade-test", &id)]).await;
+    let baselines: Api<SecurityBaseline> = Api::all(client.clone());
+    let spec = |i: usize| {
+        format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {id}, labels: {{palisade-test-id: {id}}}}}\nspec:\n  namespaceSelector: {{matchLabels: {{palisade-test: {id}}}}}\n  enforcement: Enforce\n  network:\n    allow:\n      - name: storm-{i}\n        podSelector: {{matchLabels: {{app: db}}}}\n        from: [{{podSelector: {{matchLabels: {{app: api}}}}}}]\n        ports: [{{port: {}, protocol: TCP}}]\n",
+            1000 + i
+        )
+    };
+    apply_yaml(&baselines, "palisade-tests", &spec(0)).await;
+    let mut op = operator(&id);
+    op.wait_ready().await;
+    wait_for(
+        "the first spec's allow policy",
+        Duration::from_secs(60),
+        || async {
+            Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
+                .get_opt("palisade-allow-storm-0")
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await;
+    let rss = |pid: u32, field: &str| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .unwrap()
+            .to_string();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            / 1024
+    };
+    let pid = op.child.id();
+    let before = rss(pid, "VmRSS:");
+    let started = Instant::now();
+    for i in 1..UPDATES {
+        apply_yaml(&baselines, "palisade-tests", &spec(i)).await;
+    }
+    let storm = started.elapsed();
+    let last = format!("palisade-allow-storm-{}", UPDATES - 1);
+    let final_generation = baselines.get(&id).await.unwrap().metadata.generation;
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name);
+    wait_for(
+        "the last spec's state",
+        Duration::from_secs(120),
+        || async {
+            let names: Vec<String> = policies
+                .list(&ListParams::default().labels(&format!("palisade.dev/baseline={id}")))
+                .await
+                .ok()?
+                .items
+                .iter()
+                .map(|p| p.name_any())
+                .filter(|n| n.starts_with("palisade-allow-storm-"))
+                .collect();
+            let b = baselines.get(&id).await.ok()?;
+            let current = b.status?.observed_generation == final_generation;
+            (names == [last.clone()] && current).then_some(())
+        },
+    )
+    .await;
+    let peak = rss(pid, "VmHWM:");
+    let after = rss(pid, "VmRSS:");
+    eprintln!(
+        "{UPDATES} baseline updates in {} ms; operator RSS {before} MiB before, {after} MiB after, peak {peak} MiB",
+        storm.as_millis()
+    );
+    assert!(
+        storm < Duration::from_secs(60),
+        "the storm took {storm:?}: not 1,000 updates a minute"
+    );
+    assert!(
+        peak < before + 64,
+        "memory grew from {before} to a peak of {peak} MiB"
+    );
+    assert!(
+        op.child.try_wait().unwrap().is_none(),
+        "the operator must not have exited"
+    );
+    op.stop();
+    a_fresh_operator_writes_nothing(&id).await;
+    let _ = baselines.delete(&id, &Default::default()).await;
+}

@@ -78,7 +78,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// `throttled` when the API server refused the request for load (429: API Priority and
+    /// Fairness); otherwise what failed.
     pub fn category(&self) -> &'static str {
+        let source = match self {
+            Error::Apply { source, .. } | Error::Prune { source, .. } => source,
+            Error::Status(source) | Error::Finalizer(source) => source,
+        };
+        if matches!(source, kube::Error::Api(s) if s.code == 429) {
+            return "throttled";
+        }
         match self {
             Error::Apply { .. } => "apply",
             Error::Prune { .. } => "prune",

@@ -45,3 +45,11 @@ else
   echo "seed-corpus: $PSA not found; PSA fixtures not added" >&2
 fi
 echo "seed-corpus: $(ls "$OUT" | wc -l) inputs in $OUT"
+
+# The baseline target: hand-written specs (fuzz/seeds-baseline/).
+OUT_BASELINE="$FUZZ/corpus/baseline"
+mkdir -p "$OUT_BASELINE"
+for f in "$FUZZ"/seeds-baseline/*; do
+  h=$(sha1sum "$f" | cut -d' ' -f1)
+  [ -e "$OUT_BASELINE/$h" ] || cp "$f" "$OUT_BASELINE/$h"
+done

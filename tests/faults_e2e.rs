@@ -650,3 +650,317 @@ async fn a_storm_of_baseline_updates_ends_in_the_last_specs_state_with_bounded_m
     a_fresh_operator_writes_nothing(&id).await;
     let _ = baselines.delete(&id, &Default::default()).await;
 }
+
+/// A small deterministic PRNG (xorshift64*): the same seed gives the same baselines, so a failure
+/// reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+}
+
+/// A random value for `schema` (the CRD's OpenAPI schema): mostly valid, sometimes not (a value
+/// outside an enum, a broken pattern, too many items, a missing required field), so the API
+/// server and the operator both get their share.
+fn random_value(
+    schema: &serde_json::Value,
+    key: &str,
+    rng: &mut Rng,
+    depth: usize,
+) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let strings = |key: &str, rng: &mut Rng| -> Value {
+        let pool: &[&str] = match key {
+            "operator" => &["In", "NotIn", "Exists", "DoesNotExist", "Sometimes", "in"],
+            "cidr" | "except" => &[
+                "10.0.0.0/8",
+                "10.1.0.0/16",
+                "fd00::/8",
+                "10.0.0.0/33",
+                "not-a-cidr",
+                "0.0.0.0/0",
+            ],
+            "expires" => &["2030-01-01T00:00:00Z", "2020-01-01T00:00:00Z", "yesterday"],
+            "protocol" => &["TCP", "UDP", "SCTP", "ICMP"],
+            "version" => &["latest", "v1.25", "v1.0", "v2.0", "1.25"],
+            "window" => &["168h", "30m", "1h30m", "forever"],
+            "reason" => &["ticket SEC-1234: vendor image", "short", ""],
+            "name" => &["api", "web-out", "db", "Bad_Name", "a", "x-y-z", "-bad"],
+            _ => &[
+                "app",
+                "team",
+                "shop",
+                "web",
+                "configmaps",
+                "get",
+                "list",
+                "",
+                "*",
+                "Bad Value!",
+            ],
+        };
+        Value::String(rng.pick(pool).to_string())
+    };
+    if let Some(options) = schema.get("enum").and_then(|e| e.as_array()) {
+        return if rng.chance(92) {
+            options[rng.below(options.len() as u64) as usize].clone()
+        } else {
+            json!("Bogus")
+        };
+    }
+    if schema.get("x-kubernetes-int-or-string").is_some() {
+        return if rng.chance(70) {
+            json!(rng
+                .pick(&["80", "443", "5432", "0", "65536", "-1"])
+                .parse::<i64>()
+                .unwrap())
+        } else {
+            json!(rng.pick(&["http", "dns", "Not A Port"]))
+        };
+    }
+    match schema.get("type").and_then(|t| t.as_str()) {
+        Some("object") => {
+            let mut out = Map::new();
+            if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+                let required: Vec<&str> = schema
+                    .get("required")
+                    .and_then(|r| r.as_array())
+                    .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                for (k, s) in props {
+                    let wanted = if required.contains(&k.as_str()) {
+                        rng.chance(97)
+                    } else {
+                        depth < 6 && rng.chance(45)
+                    };
+                    if wanted {
+                        out.insert(k.clone(), random_value(s, k, rng, depth + 1));
+                    }
+                }
+            } else if let Some(values) = schema.get("additionalProperties") {
+                for _ in 0..rng.below(3) {
+                    let k = rng.pick(&["app", "team", "tier", "palisade.dev/x", "Bad Key!"]);
+                    out.insert(k.into(), random_value(values, "", rng, depth + 1));
+                }
+            }
+            Value::Object(out)
+        }
+        Some("array") => {
+            let items = schema
+                .get("items")
+                .cloned()
+                .unwrap_or(json!({"type": "string"}));
+            let n = if rng.chance(3) { 70 } else { rng.below(3) };
+            Value::Array(
+                (0..n)
+                    .map(|_| random_value(&items, key, rng, depth + 1))
+                    .collect(),
+            )
+        }
+        Some("string") => strings(key, rng),
+        Some("integer") => json!(rng
+            .pick(&["0", "1", "1024", "65535", "70000", "-3"])
+            .parse::<i64>()
+            .unwrap()),
+        Some("boolean") => json!(rng.chance(50)),
+        _ => strings(key, rng),
+    }
+}
+
+/// 200 SecurityBaselines generated from the CRD's own schema (valid and invalid), applied one
+/// after another: each is either rejected by the API server with a message naming a `spec.`
+/// field, or reconciled to Ready or to a clear InvalidSpec status; the operator never exits, and
+/// reconciling them again without a spec change writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_baselines_from_the_schema_are_rejected_clearly_or_reconciled() {
+    const COUNT: usize = 200;
+    let _one = FAULT.lock().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let id = unique("random");
+    let _covered = TestNamespace::new(
+        &client,
+        "random",
+        &[("palisade-test", &id), ("team", "shop")],
+    )
+    .await;
+    let _other = TestNamespace::new(
+        &client,
+        "random",
+        &[("palisade-test", &id), ("tier", "web")],
+    )
+    .await;
+    let crd: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/crds/securitybaseline.yaml")).unwrap(),
+    )
+    .unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let mut op = operator(&id);
+    op.wait_ready().await;
+    let baselines: Api<SecurityBaseline> = Api::all(client.clone());
+    let mut rng = Rng(0x5eed_0000_0000_0001);
+    let (mut accepted, mut rejected) = (Vec::new(), 0);
+    for i in 0..COUNT {
+        let mut spec = random_value(schema, "spec", &mut rng, 0);
+        // Whatever else it says, it covers only this test's namespaces.
+        if !spec["namespaceSelector"].is_object() {
+            spec["namespaceSelector"] = serde_json::json!({});
+        }
+        spec["namespaceSelector"]["matchLabels"] = serde_json::json!({"palisade-test": id});
+        let name = format!("{id}-{i}");
+        let body = serde_json::json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "SecurityBaseline",
+            "metadata": {"name": name, "labels": {"palisade-test-id": id}},
+            "spec": spec,
+        });
+        let params = kube::api::PatchParams::apply("palisade-tests").force();
+        match baselines
+            .patch(&name, &params, &kube::api::Patch::Apply(&body))
+            .await
+        {
+            Ok(b) => accepted.push((name, b.metadata.generation)),
+            Err(kube::Error::Api(e)) if e.code == 422 => {
+                assert!(
+                    e.message.contains("spec."),
+                    "a rejection names the field: {}\nspec: {body}",
+                    e.message
+                );
+                rejected += 1;
+            }
+            Err(e) => panic!("baseline {name}: unexpected error {e}\nspec: {body}"),
+        }
+    }
+    eprintln!(
+        "{} of {COUNT} random baselines accepted, {rejected} rejected by the API server",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() >= COUNT / 10 && rejected >= COUNT / 10,
+        "the generator covers both"
+    );
+    let (mut ready, mut invalid) = (0, 0);
+    for (name, generation) in &accepted {
+        let status = wait_for(
+            &format!("baseline {name} reconciled"),
+            Duration::from_secs(120),
+            || async {
+                let s = baselines.get(name).await.ok()?.status?;
+                (s.observed_generation == *generation).then_some(s)
+            },
+        )
+        .await;
+        let is = |t: &str, v: &str| {
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True" && c.reason == v)
+        };
+        if status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+        {
+            ready += 1;
+        } else if is("Degraded", "InvalidSpec") {
+            invalid += 1;
+            let d = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")
+                .unwrap();
+            assert!(
+                d.message.contains("spec."),
+                "an invalid spec names the field: {}",
+                d.message
+            );
+        } else {
+            panic!(
+                "baseline {name} is neither Ready nor InvalidSpec: {:?}",
+                status.conditions
+            );
+        }
+    }
+    eprintln!("accepted: {ready} Ready, {invalid} InvalidSpec");
+    assert!(
+        op.child.try_wait().unwrap().is_none(),
+        "the operator must not have exited"
+    );
+
+    // Reconciled again without a spec change (an annotation only): nothing is written.
+    wait_for("writes settled", Duration::from_secs(60), || async {
+        let a = op.metric("palisade_api_writes_total", &[]).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let b = op.metric("palisade_api_writes_total", &[]).await?;
+        (a == b).then_some(())
+    })
+    .await;
+    let writes = op
+        .metric("palisade_api_writes_total", &[])
+        .await
+        .unwrap_or(0.0);
+    let reconciles = op
+        .metric("palisade_reconciles_total", &[])
+        .await
+        .unwrap_or(0.0);
+    for (name, _) in &accepted {
+        let touch =
+            serde_json::json!({"metadata": {"annotations": {"palisade-test/touched": "1"}}});
+        baselines
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&touch),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for(
+        "every touched baseline reconciled",
+        Duration::from_secs(120),
+        || async {
+            let n = op.metric("palisade_reconciles_total", &[]).await?;
+            (n >= reconciles + accepted.len() as f64).then_some(())
+        },
+    )
+    .await;
+    let after = op
+        .metric("palisade_api_writes_total", &[])
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(
+        after, writes,
+        "reconciles without a spec change wrote something"
+    );
+
+    // Deleted while the operator runs, so their finalizers are released.
+    for (name, _) in &accepted {
+        let _ = baselines.delete(name, &DeleteParams::default()).await;
+    }
+    wait_for(
+        "every random baseline gone",
+        Duration::from_secs(180),
+        || async {
+            let left = baselines
+                .list(&ListParams::default().labels(&format!("palisade-test-id={id}")))
+                .await
+                .ok()?;
+            left.items.is_empty().then_some(())
+        },
+    )
+    .await;
+    op.stop();
+}

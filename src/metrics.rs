@@ -68,6 +68,7 @@ pub struct Metrics {
     pub fights: Family<KindLabels, Counter>,
     pub contested: Family<BaselineLabels, Gauge>,
     pub watch_restarts: Family<WatchLabels, Counter>,
+    pub throttled: Counter,
     pub writes: Family<WriteLabels, Counter>,
     pub audit_events: Family<AuditEventLabels, Counter>,
     pub leader: Gauge,
@@ -94,6 +95,7 @@ impl Default for Metrics {
             fights: Family::default(),
             contested: Family::default(),
             watch_restarts: Family::default(),
+            throttled: Counter::default(),
             writes: Family::default(),
             audit_events: Family::default(),
             leader: Gauge::default(),
@@ -144,6 +146,11 @@ impl Default for Metrics {
             "watch_restarts",
             "Watch streams that failed and were restarted",
             m.watch_restarts.clone(),
+        );
+        registry.register(
+            "api_throttled",
+            "Requests the API server answered 429 Too Many Requests (API Priority and Fairness); each is retried after the server's Retry-After",
+            m.throttled.clone(),
         );
         registry.register(
             "api_writes",

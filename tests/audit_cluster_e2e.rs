@@ -72,7 +72,7 @@ metadata: {name: exposed, namespace: NS}
 spec:
   type: NodePort
   selector: {app: web}
-  ports: [{port: 80}]
+  ports: [{port: 80, nodePort: NODEPORT}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -188,9 +188,14 @@ async fn a_live_namespace_audits_as_its_manifests_do_with_only_list_rights() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests.yaml");
     let baseline = dir.path().join("baseline.yaml");
-    std::fs::write(&manifests, MANIFESTS.replace("NS", &ns.name)).unwrap();
+    // A fixed node port, so the live Service is the manifest's (one would be allocated otherwise).
+    let node_port = (30000 + std::process::id() % 2000).to_string();
+    let manifests_text = MANIFESTS
+        .replace("NS", &ns.name)
+        .replace("NODEPORT", &node_port);
+    std::fs::write(&manifests, &manifests_text).unwrap();
     std::fs::write(&baseline, BASELINE.replace("NS", &ns.name)).unwrap();
-    apply_documents(&client, &MANIFESTS.replace("NS", &ns.name)).await;
+    apply_documents(&client, &manifests_text).await;
     let rbac = std::fs::read_to_string(format!("{ROOT}/deploy/audit-cluster/rbac.yaml")).unwrap();
     apply_documents(&client, &rbac).await;
     let (baseline, manifests) = (baseline.to_str().unwrap(), manifests.to_str().unwrap());
@@ -211,8 +216,9 @@ async fn a_live_namespace_audits_as_its_manifests_do_with_only_list_rights() {
         "CronJob",
         "Service",
         "NetworkPolicy",
-        "RoleBinding",
-        "ClusterRoleBinding",
+        "Role",
+        "ClusterRole",
+        "Namespace",
     ] {
         assert!(
             rules_of(&expected, kind) > 0,

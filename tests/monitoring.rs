@@ -257,6 +257,7 @@ fn populated_metrics() -> palisade::metrics::Metrics {
         .get_or_create(&WatchLabels { kind: "Pod".into() })
         .inc();
     m.count_write("Role", "apply");
+    m.throttled.inc();
     m.last_success
         .get_or_create(&BaselineLabels { baseline: b() })
         .set(1);

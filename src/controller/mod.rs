@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod cache;
+pub mod client;
 pub mod compiled;
 pub mod events;
 pub mod fights;
@@ -148,8 +149,8 @@ impl Shutdown {
 
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let shutdown = Shutdown::install();
-    let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
+    let client = client::client(&metrics).await?;
     let health = Health::default();
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await

@@ -27,7 +27,12 @@ pub enum BaselineError {
     LearnWindow(String),
     #[error("spec.rbac.serviceAccounts[{0}]: a service account needs rules, or learn: true")]
     NothingToGrant(usize),
+    /// A value a generated object could not hold (see `objects`).
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
 }
+
+mod objects;
 
 /// The default learning window: a week sees weekly jobs too.
 pub const DEFAULT_LEARN_WINDOW: i64 = 168 * 3600;
@@ -138,6 +143,7 @@ impl CompiledBaseline {
         now: Timestamp,
     ) -> Result<CompiledBaseline, BaselineError> {
         let settings = Settings::from_spec(spec)?;
+        objects::check(spec)?;
         let namespace_selector =
             compile_selector("spec.namespaceSelector", spec.namespace_selector.as_ref())?;
         let sandbox_selector = match spec.pod_security.as_ref().and_then(|p| p.sandbox.as_ref()) {

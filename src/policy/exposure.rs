@@ -53,8 +53,12 @@ fn ports(svc: &Service, node_ports: bool) -> String {
                 .map(|p| {
                     let proto = p.protocol.as_deref().unwrap_or("TCP");
                     match (node_ports, p.node_port) {
-                        (true, Some(n)) => format!("{n}/{proto}"),
-                        _ => format!("{}/{proto}", p.port),
+                        (true, Some(n)) => format!("{n}/{proto} (port {})", p.port),
+                        // Not set in a manifest: the API server allocates one on creation.
+                        (true, None) => {
+                            format!("one allocated on creation/{proto} (port {})", p.port)
+                        }
+                        (false, _) => format!("{}/{proto}", p.port),
                     }
                 })
                 .collect()

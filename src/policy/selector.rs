@@ -18,12 +18,62 @@ pub struct Selector {
     requirements: Vec<Requirement>,
 }
 
-/// A selector the API server would reject (offline files are not schema-checked).
+/// A selector the API server would reject (offline files are not schema-checked, and the CRD
+/// schema does not check label syntax: a generated object carrying the selector would be refused).
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("matchExpressions[{index}]: {problem}")]
+#[error("{field}: {problem}")]
 pub struct InvalidSelector {
-    pub index: usize,
+    /// Relative to the selector: `matchLabels.team`, `matchExpressions[1].values[0]`.
+    pub field: String,
     pub problem: String,
+}
+
+/// Why `key` is not a label key (an optional DNS-subdomain prefix and `/`, then a name of at
+/// most 63 characters), as the API server validates it.
+pub fn label_key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if p.is_empty() || p.len() > 253 || !p.split('.').all(label_ok) {
+            return Some(format!(
+                "{key:?} is not a label key: its prefix must be a DNS subdomain (lowercase alphanumerics, '-' and '.', at most 253 characters)"
+            ));
+        }
+    }
+    if name.is_empty() || !label_chars_ok(name) {
+        return Some(format!(
+            "{key:?} is not a label key: the name must be 1 to 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+        ));
+    }
+    None
+}
+
+/// Why `value` is not a label value (empty, or at most 63 alphanumerics, '-', '_' or '.',
+/// starting and ending with an alphanumeric).
+pub fn label_value_problem(value: &str) -> Option<String> {
+    (!value.is_empty() && !label_chars_ok(value)).then(|| {
+        format!(
+            "{value:?} is not a label value: at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+        )
+    })
+}
+
+fn label_chars_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.first().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 impl Selector {
@@ -33,32 +83,44 @@ impl Selector {
     }
 
     pub fn compile(sel: &LabelSelector) -> Result<Selector, InvalidSelector> {
+        let invalid = |field: String, problem: String| Err(InvalidSelector { field, problem });
         let mut requirements = Vec::new();
         for (k, v) in sel.match_labels.iter().flatten() {
+            if let Some(problem) = label_key_problem(k).or_else(|| label_value_problem(v)) {
+                return invalid(format!("matchLabels.{k}"), problem);
+            }
             requirements.push(Requirement::Equals(k.clone(), v.clone()));
         }
         for (index, e) in sel.match_expressions.iter().flatten().enumerate() {
+            let field = format!("matchExpressions[{index}]");
             let values = e.values.clone().unwrap_or_default();
             let key = e.key.clone();
-            let needs_values = match e.operator.as_str() {
-                "In" | "NotIn" => true,
-                "Exists" | "DoesNotExist" => false,
-                other => {
-                    return Err(InvalidSelector {
-                        index,
-                        problem: format!(
+            let needs_values =
+                match e.operator.as_str() {
+                    "In" | "NotIn" => true,
+                    "Exists" | "DoesNotExist" => false,
+                    other => return invalid(
+                        field,
+                        format!(
                             "unknown operator {other:?} (want In, NotIn, Exists or DoesNotExist)"
                         ),
-                    })
-                }
-            };
+                    ),
+                };
             if needs_values == values.is_empty() {
                 let problem = if needs_values {
                     format!("operator {} needs at least one value", e.operator)
                 } else {
                     format!("operator {} takes no values", e.operator)
                 };
-                return Err(InvalidSelector { index, problem });
+                return invalid(field, problem);
+            }
+            if let Some(problem) = label_key_problem(&key) {
+                return invalid(format!("{field}.key"), problem);
+            }
+            for (i, v) in values.iter().enumerate() {
+                if let Some(problem) = label_value_problem(v) {
+                    return invalid(format!("{field}.values[{i}]"), problem);
+                }
             }
             requirements.push(match e.operator.as_str() {
                 "In" => Requirement::In(key, values),
@@ -145,12 +207,42 @@ mod tests {
             ..Default::default()
         };
         let err = Selector::compile(&bad).unwrap_err();
-        assert_eq!(err.index, 1);
+        assert_eq!(err.field, "matchExpressions[1]");
         assert!(err.to_string().contains("unknown operator"));
         let no_values = LabelSelector {
             match_expressions: Some(vec![expr("a", "In", &[])]),
             ..Default::default()
         };
         assert!(Selector::compile(&no_values).is_err());
+    }
+
+    #[test]
+    fn label_syntax_is_checked_as_the_api_server_does() {
+        let with = |labels: &[(&str, &str)], exprs: Vec<LabelSelectorRequirement>| LabelSelector {
+            match_labels: (!labels.is_empty()).then(|| {
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+            match_expressions: (!exprs.is_empty()).then_some(exprs),
+        };
+        let err = |s: LabelSelector| Selector::compile(&s).unwrap_err().to_string();
+        assert!(err(with(&[], vec![expr("team", "In", &["shop", "*"])]))
+            .starts_with("matchExpressions[0].values[1]: \"*\" is not a label value"));
+        assert!(err(with(&[("Bad Key!", "x")], vec![])).starts_with("matchLabels.Bad Key!: "));
+        assert!(err(with(&[("team", "-shop")], vec![])).contains("is not a label value"));
+        assert!(err(with(&[], vec![expr("Example.com/x", "Exists", &[])])).contains("prefix"));
+        assert!(err(with(&[("a", &"x".repeat(64))], vec![])).contains("at most 63"));
+        // What Kubernetes accepts, accepted.
+        for ok in [
+            with(&[("app.kubernetes.io/name", "web"), ("tier", "")], vec![]),
+            with(
+                &[],
+                vec![expr("palisade.dev/x_y.z", "In", &["A-1", "b.c_d"])],
+            ),
+        ] {
+            assert!(Selector::compile(&ok).is_ok(), "{ok:?}");
+        }
     }
 }

@@ -165,8 +165,7 @@ impl Ctx<'_> {
     }
 
     fn selector(&self, field: &str, sel: &LabelSelector) -> Result<Selector, InvalidPolicy> {
-        Selector::compile(sel)
-            .map_err(|e| self.err(format!("{field}.matchExpressions[{}]", e.index), e.problem))
+        Selector::compile(sel).map_err(|e| self.err(format!("{field}.{}", e.field), e.problem))
     }
 }
 
@@ -321,6 +320,18 @@ fn peer(ctx: &Ctx, path: &str, p: &NetworkPolicyPeer) -> Result<Peer, InvalidPol
     Ok(Peer::Pods { namespaces, pods })
 }
 
+/// A container port name as the API server accepts it in a NetworkPolicy (IANA_SVC_NAME).
+fn is_port_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
 fn port(ctx: &Ctx, path: &str, p: &NetworkPolicyPort) -> Result<Port, InvalidPolicy> {
     let protocol = match p.protocol.as_deref() {
         None => Protocol::Tcp,
@@ -343,8 +354,11 @@ fn port(ctx: &Ctx, path: &str, p: &NetworkPolicyPort) -> Result<Port, InvalidPol
         (None, None) => PortMatch::Any,
         (None, Some(_)) => return Err(ctx.err(format!("{path}.endPort"), "endPort needs port")),
         (Some(IntOrString::String(name)), None) => {
-            if name.is_empty() {
-                return Err(ctx.err(format!("{path}.port"), "empty port name"));
+            if !is_port_name(name) {
+                return Err(ctx.err(
+                    format!("{path}.port"),
+                    format!("{name:?} is not a port name (IANA_SVC_NAME: 1 to 15 lowercase alphanumerics or '-', with a letter, no '-' at either end or twice in a row)"),
+                ));
             }
             PortMatch::Named(name.clone())
         }

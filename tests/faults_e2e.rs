@@ -106,10 +106,14 @@ async fn a_fresh_operator_writes_nothing(id: &str) {
         .metric("palisade_api_writes_total", &[])
         .await
         .unwrap_or(0.0);
-    assert_eq!(
-        writes, 0.0,
-        "a clean run over the faulted run's state writes nothing"
-    );
+    if writes != 0.0 {
+        let (_, body) = fresh.http_get("/metrics").await.unwrap_or_default();
+        let lines: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("palisade_api_writes_total"))
+            .collect();
+        panic!("a clean run over the faulted run's state wrote {writes} times: {lines:#?}");
+    }
     fresh.stop();
 }
 
@@ -505,13 +509,22 @@ async fn throttled_by_priority_and_fairness_it_backs_off_and_converges() {
     let started = Instant::now();
     let all_policies = Api::<NetworkPolicy>::all(client.clone());
     let generated = ListParams::default().labels(&format!("palisade.dev/baseline={id}"));
+    let baselines: Api<SecurityBaseline> = Api::all(client.clone());
     wait_for(
         "converged while throttled",
         Duration::from_secs(300),
         || async {
             let items = all_policies.list(&generated).await.ok()?.items;
             let denied = items.iter().filter(|p| p.name_any() == DENY).count();
-            (denied == N).then_some(())
+            // Every write done: the status says Ready for this generation over all namespaces.
+            let b = baselines.get(&id).await.ok()?;
+            let s = b.status?;
+            let ready = s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let current = s.observed_generation == b.metadata.generation;
+            (denied == N && ready && current && s.namespaces == Some(N as u32)).then_some(())
         },
     )
     .await;

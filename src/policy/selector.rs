@@ -95,17 +95,18 @@ impl Selector {
             let field = format!("matchExpressions[{index}]");
             let values = e.values.clone().unwrap_or_default();
             let key = e.key.clone();
-            let needs_values =
-                match e.operator.as_str() {
-                    "In" | "NotIn" => true,
-                    "Exists" | "DoesNotExist" => false,
-                    other => return invalid(
+            let needs_values = match e.operator.as_str() {
+                "In" | "NotIn" => true,
+                "Exists" | "DoesNotExist" => false,
+                other => {
+                    return invalid(
                         field,
                         format!(
                             "unknown operator {other:?} (want In, NotIn, Exists or DoesNotExist)"
                         ),
-                    ),
-                };
+                    )
+                }
+            };
             if needs_values == values.is_empty() {
                 let problem = if needs_values {
                     format!("operator {} needs at least one value", e.operator)

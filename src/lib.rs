@@ -10,3 +10,4 @@ pub mod manifest;
 pub mod metrics;
 pub mod policy;
 pub mod report;
+pub mod serve;

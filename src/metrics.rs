@@ -11,7 +11,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -218,52 +217,36 @@ impl Health {
     }
 }
 
-fn response(status: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
+/// What the metrics and health endpoint accepts: GETs, from a handful of scrapers and probes.
+pub const LIMITS: crate::serve::Limits = crate::serve::Limits {
+    max_connections: 64,
+    header_timeout: std::time::Duration::from_secs(5),
+    request_timeout: std::time::Duration::from_secs(10),
+    max_body: 4 << 10,
+};
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
-/// A minimal HTTP/1.1 responder: one GET per connection, which is all Prometheus and kubelet probes need.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Health) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let n = match tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                stream.read(&mut buf),
-            )
-            .await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let reply = match path {
-                "/metrics" => response(
-                    "200 OK",
+    use crate::serve::{reply, text, Transport};
+    use http::{Method, StatusCode};
+    crate::serve::serve(listener, Transport::Plain, LIMITS, move |req| {
+        let (metrics, health) = (metrics.clone(), health.clone());
+        async move {
+            if req.method != Method::GET && req.method != Method::HEAD {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+            }
+            match req.path.as_str() {
+                "/metrics" => reply(
+                    StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    &metrics.encode(),
+                    metrics.encode(),
                 ),
-                "/healthz" => response("200 OK", "text/plain", "ok\n"),
-                "/readyz" if health.is_ready() => response("200 OK", "text/plain", "ready\n"),
-                "/readyz" => response(
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "caches not synced\n",
-                ),
-                _ => response("404 Not Found", "text/plain", "not found\n"),
-            };
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
+                "/healthz" => text(StatusCode::OK, "ok\n"),
+                "/readyz" if health.is_ready() => text(StatusCode::OK, "ready\n"),
+                "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "caches not synced\n"),
+                _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            }
+        }
+    })
+    .await
 }

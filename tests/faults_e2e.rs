@@ -489,11 +489,11 @@ impl Drop for Throttle {
 }
 
 /// With API Priority and Fairness giving Palisade 3 seats and rejecting the rest (429), a first
-/// convergence of 60 namespaces still finishes: Palisade backs off and retries, and its metrics
+/// convergence of 30 namespaces still finishes: Palisade backs off and retries, and its metrics
 /// say it was throttled. Without the throttle, a fresh operator then writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_by_priority_and_fairness_it_backs_off_and_converges() {
-    const N: usize = 60;
+    const N: usize = 30;
     let _one = FAULT.lock().await;
     let client = client().await;
     install_crd(&client).await;

@@ -117,6 +117,75 @@ async fn a_fresh_operator_writes_nothing(id: &str) {
     fresh.stop();
 }
 
+/// A converged operator in steady state with one covered namespace holding a policy of the
+/// user's own: where a fault is injected. After the fault, `change_and_converge` makes a change
+/// for the operator to converge (its default deny deleted, a new namespace covered), and
+/// `finish` checks what every fault must leave: the operator alive, the user's policy untouched,
+/// and a state a fresh operator writes nothing to.
+struct Scene {
+    id: String,
+    ns: TestNamespace,
+    users: String,
+    op: Operator,
+}
+
+impl Scene {
+    async fn converged(prefix: &str) -> Scene {
+        let client = client().await;
+        install_crd(&client).await;
+        let id = unique(prefix);
+        enforce_baseline(&client, &id).await;
+        let ns = TestNamespace::new(&client, prefix, &[("palisade-test", &id)]).await;
+        let users = user_policy(&client, &ns.name).await;
+        let op = operator(&id);
+        op.wait_ready().await;
+        wait_for(
+            "default deny before the fault",
+            Duration::from_secs(60),
+            || deny_exists(&client, &ns.name),
+        )
+        .await;
+        Scene { id, ns, users, op }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.op.child.try_wait().unwrap().is_none()
+    }
+
+    /// Deletes the namespace's default deny and covers a new namespace.
+    async fn change(&self, client: &Client) -> TestNamespace {
+        Api::<NetworkPolicy>::namespaced(client.clone(), &self.ns.name)
+            .delete(DENY, &DeleteParams::default())
+            .await
+            .expect("delete the generated policy");
+        TestNamespace::new(client, "after", &[("palisade-test", &self.id)]).await
+    }
+
+    async fn wait_converged(&self, after: &TestNamespace, what: &str) {
+        let client = client().await;
+        wait_for(what, Duration::from_secs(120), || async {
+            deny_exists(&client, &self.ns.name).await?;
+            deny_exists(&client, &after.name).await
+        })
+        .await;
+    }
+
+    async fn finish(mut self) {
+        assert!(self.alive(), "the operator must not have exited");
+        let client = client().await;
+        assert_eq!(
+            user_policy_version(&client, &self.ns.name).await,
+            self.users,
+            "the user's policy untouched"
+        );
+        self.op.stop();
+        a_fresh_operator_writes_nothing(&self.id).await;
+        let _ = Api::<SecurityBaseline>::all(client)
+            .delete(&self.id, &Default::default())
+            .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_recovers_after_apiserver_restart() {
     let _one = FAULT.lock().await;
@@ -182,64 +251,21 @@ async fn operator_recovers_after_apiserver_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_down_for_20_seconds_is_survived() {
     let _one = FAULT.lock().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let id = unique("etcd");
-    enforce_baseline(&client, &id).await;
-    let ns = TestNamespace::new(&client, "etcd", &[("palisade-test", &id)]).await;
-    let users = user_policy(&client, &ns.name).await;
-    let mut op = operator(&id);
-    op.wait_ready().await;
-    wait_for(
-        "default deny before the fault",
-        Duration::from_secs(60),
-        || deny_exists(&client, &ns.name),
-    )
-    .await;
-
+    let mut scene = Scene::converged("etcd").await;
     control_plane("stop-etcd");
     let down = Instant::now();
     // The outage lasts 20 s; meanwhile the operator must stay up.
     while down.elapsed() < Duration::from_secs(20) {
-        assert!(
-            op.child.try_wait().unwrap().is_none(),
-            "the operator exited while etcd was down"
-        );
+        assert!(scene.alive(), "the operator exited while etcd was down");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     control_plane("start-etcd");
-
-    let client = common::client().await;
-    // The generated policy deleted, a new namespace covered: both converge.
-    Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
-        .delete(DENY, &DeleteParams::default())
-        .await
-        .expect("delete the generated policy");
-    let after = TestNamespace::new(&client, "etcd-after", &[("palisade-test", &id)]).await;
-    wait_for(
-        "converged after etcd came back",
-        Duration::from_secs(120),
-        || async {
-            deny_exists(&client, &ns.name).await?;
-            deny_exists(&client, &after.name).await
-        },
-    )
-    .await;
-    eprintln!("etcd-down-to-converged: {} ms", down.elapsed().as_millis());
-    assert!(
-        op.child.try_wait().unwrap().is_none(),
-        "the operator must not have exited"
-    );
-    assert_eq!(
-        user_policy_version(&client, &ns.name).await,
-        users,
-        "the user's policy untouched"
-    );
-    op.stop();
-    a_fresh_operator_writes_nothing(&id).await;
-    let _ = Api::<SecurityBaseline>::all(client)
-        .delete(&id, &Default::default())
+    let after = scene.change(&client().await).await;
+    scene
+        .wait_converged(&after, "converged after etcd came back")
         .await;
+    eprintln!("etcd-down-to-converged: {} ms", down.elapsed().as_millis());
+    scene.finish().await;
 }
 
 /// The operator is frozen (SIGSTOP) while the cluster changes, etcd's history is compacted and
@@ -248,74 +274,35 @@ async fn etcd_down_for_20_seconds_is_survived() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_expired_by_compaction_relist_and_converge() {
     let _one = FAULT.lock().await;
-    let client = client().await;
-    install_crd(&client).await;
-    let id = unique("gone");
-    enforce_baseline(&client, &id).await;
-    let ns = TestNamespace::new(&client, "gone", &[("palisade-test", &id)]).await;
-    let users = user_policy(&client, &ns.name).await;
-    let mut op = operator(&id);
-    op.wait_ready().await;
-    wait_for(
-        "default deny before the fault",
-        Duration::from_secs(60),
-        || deny_exists(&client, &ns.name),
-    )
-    .await;
-
+    let scene = Scene::converged("gone").await;
     let signal = |sig: &str| {
         let ok = std::process::Command::new("kill")
-            .args([sig, &op.child.id().to_string()])
+            .args([sig, &scene.op.child.id().to_string()])
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "kill {sig}");
     };
     signal("-STOP");
-    Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
-        .delete(DENY, &DeleteParams::default())
-        .await
-        .expect("delete the generated policy");
-    let after = TestNamespace::new(&client, "gone-after", &[("palisade-test", &id)]).await;
+    let after = scene.change(&client().await).await;
     let revision = control_plane("compact");
     control_plane("restart-apiserver");
     signal("-CONT");
     let thawed = Instant::now();
-
-    let client = common::client().await;
-    wait_for(
-        "converged after the relist",
-        Duration::from_secs(120),
-        || async {
-            deny_exists(&client, &ns.name).await?;
-            deny_exists(&client, &after.name).await
-        },
-    )
-    .await;
+    scene
+        .wait_converged(&after, "converged after the relist")
+        .await;
     eprintln!(
         "compacted at revision {}; thawed-to-converged: {} ms",
         revision.trim(),
         thawed.elapsed().as_millis()
     );
     // The watches did expire (the test is not vacuous): the operator logged the 410s.
-    let log = std::fs::read_to_string(op.log_path()).unwrap();
+    let log = std::fs::read_to_string(scene.op.log_path()).unwrap();
     assert!(
         log.contains("410") || log.contains("too old resource version"),
         "no expired watch in the operator's log"
     );
-    assert!(
-        op.child.try_wait().unwrap().is_none(),
-        "the operator must not have exited"
-    );
-    assert_eq!(
-        user_policy_version(&client, &ns.name).await,
-        users,
-        "the user's policy untouched"
-    );
-    op.stop();
-    a_fresh_operator_writes_nothing(&id).await;
-    let _ = Api::<SecurityBaseline>::all(client)
-        .delete(&id, &Default::default())
-        .await;
+    scene.finish().await;
 }
 
 /// SIGKILL in the middle of a first convergence of 120 namespaces (some generated, some not),

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{apply_documents, client, service_account_kubeconfig, TestNamespace, ROOT};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::Api;
 use serde_json::Value;
@@ -200,15 +201,31 @@ async fn a_live_namespace_audits_as_its_manifests_do_with_only_list_rights() {
     apply_documents(&client, &rbac).await;
     let (baseline, manifests) = (baseline.to_str().unwrap(), manifests.to_str().unwrap());
 
-    let offline = palisade(&[
-        "audit",
-        "--baseline",
-        baseline,
-        "--format",
-        "json",
-        manifests,
-    ]);
+    // The offline audit is told where the API server listens, as the live one reads it from the
+    // `default/kubernetes` EndpointSlices (a plane with a node has them).
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let listed = slices
+        .list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .await
+        .unwrap();
+    let endpoints = palisade::live::endpoints_of(&listed.items);
+    let flags: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, port)| format!("--api-server={}", std::net::SocketAddr::new(*ip, *port)))
+        .collect();
+    let mut offline_args = vec!["audit", "--baseline", baseline, "--format", "json"];
+    offline_args.extend(flags.iter().map(String::as_str));
+    offline_args.push(manifests);
+    let offline = palisade(&offline_args);
     let expected = findings_about(&offline, &ns.name);
+    if !endpoints.is_empty() {
+        assert!(
+            expected
+                .iter()
+                .any(|l| l.contains("network.api-reachable-without-need")),
+            "with the API server known, its reachability is judged: {expected:#?}"
+        );
+    }
     // Every kind with something to find is judged (the comparison is not vacuous).
     for kind in [
         "Deployment",

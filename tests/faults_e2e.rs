@@ -968,3 +968,95 @@ async fn random_baselines_from_the_schema_are_rejected_clearly_or_reconciled() {
     .await;
     op.stop();
 }
+
+/// A namespace with 5,000 pods (bound to a node that does not exist, so nothing runs) and a
+/// Deployment of 1.4 MB (its pod template's environment), near the API server's request limit: the operator
+/// converges without a timeout, and what it writes stays bounded (the status lists at most 50
+/// violations, whatever the count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_pods_and_a_near_limit_object_converge_with_a_bounded_status() {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    const PODS: usize = 5000;
+    let _one = FAULT.lock().await;
+    let client = client().await;
+    install_crd(&client).await;
+    let id = unique("big");
+    let ns = TestNamespace::new(&client, "big", &[("palisade-test", &id)]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let started = Instant::now();
+    let created = futures::stream::iter(0..PODS)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                let pod: Pod = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("p{i}"), "labels": {"app": "bulk"}},
+                    "spec": {"nodeName": "nowhere", "hostNetwork": i % 2 == 0,
+                             "containers": [{"name": "c", "image": "palisade.invalid/bulk:1"}]},
+                }))
+                .unwrap();
+                pods.create(&Default::default(), &pod).await.is_ok()
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    assert_eq!(created, PODS);
+    let mut big = common::deployment(&ns.name, "big", true);
+    // Annotations are capped at 256 KiB: the bulk goes into the pod template's environment.
+    big["spec"]["template"]["spec"]["containers"][0]["env"] = (0..100)
+        .map(|i| serde_json::json!({"name": format!("BLOB_{i}"), "value": "x".repeat(14_000)}))
+        .collect::<Vec<_>>()
+        .into();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    deployments
+        .create(&Default::default(), &serde_json::from_value(big).unwrap())
+        .await
+        .expect("a 1.4 MB Deployment is accepted by the API server");
+    eprintln!(
+        "created {PODS} pods and a 1.4 MB Deployment in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    enforce_baseline(&client, &id).await;
+    let mut op = operator(&id);
+    op.wait_ready().await;
+    let converging = Instant::now();
+    let baselines: Api<SecurityBaseline> = Api::all(client.clone());
+    let status = wait_for(
+        "converged over 5,000 pods",
+        Duration::from_secs(180),
+        || async {
+            let b = baselines.get(&id).await.ok()?;
+            let s = b.status?;
+            let ready = s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && s.observed_generation == b.metadata.generation).then_some(s)
+        },
+    )
+    .await;
+    let total = status.violations.as_ref().map_or(0, |v| v.total);
+    let size = serde_json::to_vec(&status).unwrap().len();
+    eprintln!(
+        "converged in {} ms: {total} violations, status {size} bytes, {} listed",
+        converging.elapsed().as_millis(),
+        status.top_violations.len()
+    );
+    assert!(total as usize >= PODS, "every pod is judged: {total}");
+    assert!(status.top_violations.len() <= 50);
+    assert!(size < 64 << 10, "the status stays small: {size} bytes");
+    assert!(
+        status.top_violations.iter().all(|v| v.message.len() < 1000),
+        "no message carries the environment"
+    );
+    assert!(
+        op.child.try_wait().unwrap().is_none(),
+        "the operator must not have exited"
+    );
+    op.stop();
+    let _ = baselines.delete(&id, &Default::default()).await;
+}

@@ -62,6 +62,20 @@ async fn deny_exists(client: &Client, ns: &str) -> Option<NetworkPolicy> {
         .flatten()
 }
 
+/// `n` namespaces the baseline `id` covers (deleted on drop).
+async fn covered_namespaces(
+    client: &Client,
+    prefix: &str,
+    id: &str,
+    n: usize,
+) -> Vec<TestNamespace> {
+    let mut namespaces = Vec::with_capacity(n);
+    for _ in 0..n {
+        namespaces.push(TestNamespace::new(client, prefix, &[("palisade-test", id)]).await);
+    }
+    namespaces
+}
+
 /// A NetworkPolicy of the user's own in `ns` (no Palisade labels); its resourceVersion.
 async fn user_policy(client: &Client, ns: &str) -> String {
     let api = Api::<NetworkPolicy>::namespaced(client.clone(), ns);
@@ -315,10 +329,7 @@ async fn sigkill_mid_convergence_then_restart_converges_without_duplicates_or_or
     let client = client().await;
     install_crd(&client).await;
     let id = unique("kill");
-    let mut namespaces = Vec::new();
-    for _ in 0..N {
-        namespaces.push(TestNamespace::new(&client, "kill", &[("palisade-test", &id)]).await);
-    }
+    let namespaces = covered_namespaces(&client, "kill", &id, N).await;
     let users = user_policy(&client, &namespaces[0].name).await;
     let all_policies = Api::<NetworkPolicy>::all(client.clone());
     let generated = ListParams::default().labels(&format!("palisade.dev/baseline={id}"));
@@ -485,10 +496,7 @@ async fn throttled_by_priority_and_fairness_it_backs_off_and_converges() {
     let client = client().await;
     install_crd(&client).await;
     let id = unique("apf");
-    let mut namespaces = Vec::new();
-    for _ in 0..N {
-        namespaces.push(TestNamespace::new(&client, "apf", &[("palisade-test", &id)]).await);
-    }
+    let _namespaces = covered_namespaces(&client, "apf", &id, N).await;
     let throttle = Throttle::new(&client).await;
     let rejected_before = throttle.rejected().await;
     enforce_baseline(&client, &id).await;

@@ -248,6 +248,11 @@ fn labelled_by(snap: &mut Snapshot, name: &str, manager: &str, labels: &[(&str, 
     *ns = Arc::new(n);
 }
 
+/// The status's condition of `type_` (every status carries all of them).
+fn condition<'s>(status: &'s SecurityBaselineStatus, type_: &str) -> &'s Condition {
+    status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+}
+
 fn writes_nothing(c: &Converge) -> bool {
     c.writes.changes() == Changes::default() && c.labels.is_empty() && !c.add_finalizer
 }
@@ -393,11 +398,7 @@ fn a_generated_name_taken_by_someone_elses_object_is_left_alone_and_reported() {
         .chain(&changes.delete)
         .any(|l| l == "NetworkPolicy shop/palisade-default-deny"));
     let status = c.status(None, None, now());
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "ForeignObjects")
@@ -420,7 +421,7 @@ fn audit_mode_writes_nothing_and_previews_what_enforce_would_write() {
     );
     assert_eq!(c.generated(), GeneratedCounts::default());
     let status = c.status(None, None, now());
-    let preview = status.preview.expect("Audit mode previews Enforce");
+    let preview = status.preview.clone().expect("Audit mode previews Enforce");
     assert!(preview
         .create
         .contains(&"NetworkPolicy shop/palisade-default-deny".to_string()));
@@ -430,11 +431,7 @@ fn audit_mode_writes_nothing_and_previews_what_enforce_would_write() {
         .any(|l| l.starts_with("ValidatingAdmissionPolicy ")));
     assert_eq!(preview.label_namespaces, ["shop", "shop-legacy"]);
     assert!(preview.delete.is_empty());
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready = condition(&status, "Ready");
     assert_eq!(ready.reason, "Audited");
     // The report still judges the covered namespaces.
     assert_eq!(c.report.namespaces.len(), 2);
@@ -464,11 +461,7 @@ fn the_older_of_two_enforce_baselines_generates_in_a_namespace_both_cover() {
     let status = y.status(None, None, now());
     assert_eq!(status.conflicts.len(), 2, "{:?}", status.conflicts);
     assert!(status.conflicts[0].starts_with("shop: also covered by older baseline platform"));
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(degraded.reason, "BaselineConflict");
     // The older one generates in both shared namespaces and reports no conflict.
     let o = converge(plan_of(&older, &[other(&younger)], &snap));
@@ -747,11 +740,7 @@ fn declared_rules_outside_the_grantable_ceiling_are_left_out_and_named() {
         .unwrap_or_default()
         .is_empty()));
     let status = c.status(None, None, now());
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(degraded.reason, "RulesOutsideGrantableCeiling");
     assert!(
         degraded
@@ -770,11 +759,7 @@ fn declared_rules_outside_the_grantable_ceiling_are_left_out_and_named() {
         .len()
         == 1));
     let status = granted.status(None, None, now());
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(degraded.status, "False");
 }
 
@@ -836,11 +821,7 @@ fn a_pod_security_label_someone_else_set_is_never_taken_over_and_survives_the_ba
         "the labels nobody holds are set"
     );
     let status = c.status(None, None, now());
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "ForeignObjects")
@@ -1006,11 +987,7 @@ fn a_drifted_object_names_its_other_writer_and_a_contested_one_is_left_alone_unt
     assert_eq!(left.writes.changes().contested, [deny]);
     assert_eq!(left.requeue, Duration::from_secs(7 * 60));
     let status = left.status(None, None, now());
-    let conflict = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Conflict")
-        .unwrap();
+    let conflict = condition(&status, "Conflict");
     assert_eq!(
         (conflict.status.as_str(), conflict.reason.as_str()),
         ("True", "FightingAnotherWriter")
@@ -1022,20 +999,12 @@ fn a_drifted_object_names_its_other_writer_and_a_contested_one_is_left_alone_unt
         "{}",
         conflict.message
     );
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(degraded.reason, "Conflict");
     assert!(status.conflicts[0].starts_with(deny));
     // Without a fight the Conflict condition is False.
     let calm = restore.status(None, None, now());
-    let conflict = calm
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Conflict")
-        .unwrap();
+    let conflict = condition(&calm, "Conflict");
     assert_eq!(
         (conflict.status.as_str(), conflict.reason.as_str()),
         ("False", "NoFight")

@@ -8,6 +8,7 @@ pub mod crdgen;
 pub mod live;
 pub mod manifest;
 pub mod metrics;
+pub mod node;
 pub mod policy;
 pub mod report;
 pub mod serve;

@@ -31,6 +31,8 @@ enum Command {
     /// What NetworkPolicies allow: `reach FROM TO:PORT[/PROTO]` and `matrix`.
     #[command(subcommand)]
     Netpol(cli::netpol::NetpolCommand),
+    /// Check this node's control plane, etcd and kubelet against the CIS Kubernetes Benchmark.
+    Node(cli::node::NodeArgs),
     /// Least privilege learned from audit logs: `learn --audit-log FILE`.
     #[command(subcommand)]
     Rbac(cli::rbac::RbacCommand),
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Run(r) => cli::run::run(r),
         Command::Netpol(n) => cli::netpol::run(n),
         Command::Rbac(r) => cli::rbac::run(r),
+        Command::Node(n) => cli::node::run(n),
         Command::Crd => {
             print!("{}", palisade::crdgen::crd_yaml());
             ExitCode::SUCCESS

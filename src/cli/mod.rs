@@ -3,6 +3,7 @@ pub mod baseline_file;
 pub mod cluster;
 pub mod generate;
 pub mod netpol;
+pub mod node;
 pub mod rbac;
 pub mod run;
 

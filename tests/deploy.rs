@@ -16,6 +16,11 @@ use std::sync::OnceLock;
 /// (deploy/base/rbac.yaml, the chart's templates/rbac.yaml). Anything else fails the audit tests.
 const ACCEPTED: &[(&str, &str)] = &[("rbac.webhook-config", "ClusterRole/palisade")];
 const ANNOTATION_PREFIX: &str = "accepted-risk.palisade.dev/";
+/// deploy/ holds the node agent too (deploy/node: hostPID and the host's / read-only, by design):
+/// deploy/ is audited with the exemption a cluster's baseline needs for it.
+const NODE_AGENT_BASELINE: &str = "tests/data/node-agent-baseline.yaml";
+/// What that exemption covers: 5 rules on the DaemonSet and the Job, nothing else.
+const NODE_AGENT_EXEMPTED: usize = 10;
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
     use std::io::Write;
@@ -509,7 +514,27 @@ fn assert_annotations_matter(what: &str, yaml: &str) {
 
 #[test]
 fn deploy_dir_passes_palisade_audit() {
-    let report = assert_self_audit_clean("palisade audit deploy/", &["deploy/"], None);
+    let report = assert_self_audit_clean(
+        "palisade audit deploy/",
+        &["--baseline", NODE_AGENT_BASELINE, "deploy/"],
+        None,
+    );
+    assert_eq!(report["exempted"], NODE_AGENT_EXEMPTED, "{report}");
+    // Without the exemption the node agent's host access is reported, and only that.
+    let bare = audit(&["deploy/node/"], None);
+    let text = String::from_utf8_lossy(&bare.stdout);
+    let rules: BTreeSet<String> = findings(&text).into_iter().map(|(r, _)| r).collect();
+    let want: BTreeSet<String> = [
+        "pss.capabilities-baseline",
+        "pss.host-namespaces",
+        "pss.host-path-volumes",
+        "pss.run-as-non-root",
+        "pss.run-as-user",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(rules, want, "{text}");
+    assert_eq!(findings(&text).len(), NODE_AGENT_EXEMPTED, "{text}");
     let diags = report["diagnostics"].as_array().unwrap();
     let note = |file: &str| {
         diags
@@ -545,13 +570,13 @@ fn deploy_dir_passes_palisade_audit() {
     let out = run(
         Command::new(env!("CARGO_BIN_EXE_palisade"))
             .current_dir(ROOT)
-            .args(["audit", "deploy/"]),
+            .args(["audit", "--baseline", NODE_AGENT_BASELINE, "deploy/"]),
         None,
     );
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{table}");
     assert!(
-        table.contains(" 0 findings, 0 exempted, 1 accepted"),
+        table.contains(" 0 findings, 10 exempted, 1 accepted"),
         "{table}"
     );
     for (rule, object) in ACCEPTED {

@@ -23,6 +23,10 @@ pub struct NodeArgs {
     /// Exit 1 when a check of this severity or worse fails.
     #[arg(long, default_value = "low", value_parser = parse_severity)]
     fail_on: Severity,
+    /// Check again every this many seconds, printing the report only when it changed (the
+    /// DaemonSet's mode); without it, check once and exit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    interval: Option<u64>,
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -40,20 +44,41 @@ pub fn run(args: NodeArgs) -> ExitCode {
     let name = args
         .node_name
         .unwrap_or_else(|| palisade::node::node_name(&host));
-    let report = palisade::node::inspect(&host, &name);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if let Err(e) =
-        report::write(args.format, &report, &mut out).and_then(|()| std::io::Write::flush(&mut out))
-    {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: writing the report: {e}");
+    if let Some(seconds) = args.interval {
+        let mut last = None;
+        loop {
+            let report = palisade::node::inspect(&host, &name);
+            // Only the verdicts count as a change, not the pids of restarted components.
+            let verdicts = serde_json::to_string(&report.results).unwrap_or_default();
+            if last.as_ref() != Some(&verdicts) {
+                if let Err(code) = print(args.format, &report) {
+                    return code;
+                }
+                last = Some(verdicts);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(seconds));
         }
-        return super::input_error();
+    }
+    let report = palisade::node::inspect(&host, &name);
+    if let Err(code) = print(args.format, &report) {
+        return code;
     }
     if report.failed_at_least(args.fail_on) > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn print(format: NodeFormat, report: &palisade::node::NodeReport) -> Result<(), ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    report::write(format, report, &mut out)
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|e| {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("error: writing the report: {e}");
+            }
+            super::input_error()
+        })
 }

@@ -63,6 +63,14 @@ pub fn run(args: NodeArgs) -> ExitCode {
     if let Err(code) = print(args.format, &report) {
         return code;
     }
+    if report.components.is_empty() {
+        eprintln!(
+            "error: no Kubernetes component runs in {} (in a pod: hostPID, and the host's / at \
+             --host-root)",
+            args.proc_dir.display()
+        );
+        return super::input_error();
+    }
     if report.failed_at_least(args.fail_on) > 0 {
         ExitCode::from(1)
     } else {

@@ -64,9 +64,9 @@ fn table(report: &NodeReport, out: &mut dyn Write) -> std::io::Result<()> {
             out,
             "{:<15} {:<8} {:<31} {:<23} {}{}",
             r.outcome.status.as_str().to_uppercase(),
-            r.severity,
+            r.severity.as_str(),
             r.rule,
-            r.component,
+            r.component.binary(),
             r.title,
             if detail.is_empty() {
                 String::new()

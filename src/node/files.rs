@@ -93,9 +93,10 @@ fn static_pod(node: &Node, kind: Kind) -> Result<Vec<PathBuf>, String> {
         None => Some(PathBuf::from(KUBEADM_MANIFESTS)),
     };
     let Some(dir) = dir else {
-        return Err(
-            "the kubelet has no static pod path (staticPodPath / --pod-manifest-path)".into(),
-        );
+        return Err(format!(
+            "{kind} does not run from a static pod: the kubelet has no static pod path \
+             (staticPodPath / --pod-manifest-path)"
+        ));
     };
     let named = dir.join(format!("{}.yaml", kind.binary()));
     if node.host.exists(&named) {

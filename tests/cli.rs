@@ -998,3 +998,91 @@ fn a_cluster_audit_of_an_unreachable_server_is_one_clear_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--cluster only"), "{}", stderr(&o));
 }
+
+#[test]
+fn node_exit_codes_and_formats_on_a_fake_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, proc_dir) = (dir.path().join("root"), dir.path().join("proc"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(proc_dir.join("7")).unwrap();
+    let (r, p) = (root.to_str().unwrap(), proc_dir.to_str().unwrap());
+    // Nothing runs: exit 2 with the reason (a pod without hostPID), not a clean report.
+    let o = palisade(&["node", "--host-root", r, "--proc", p], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no Kubernetes component runs in"));
+    let o = palisade(&["node", "--host-root", "/nonexistent-root"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--host-root /nonexistent-root"));
+    // One API server with the defaults: fails (exit 1); --fail-on above every failure: exit 0.
+    std::fs::write(
+        proc_dir.join("7/cmdline"),
+        "kube-apiserver\0--profiling=false\0",
+    )
+    .unwrap();
+    let o = palisade(
+        &[
+            "node",
+            "--host-root",
+            r,
+            "--proc",
+            p,
+            "--node-name",
+            "n1",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["node"], "n1");
+    assert_eq!(v["components"][0]["component"], "api-server");
+    let results = v["results"].as_array().unwrap();
+    let sum = |k: &str| v["summary"][k].as_u64().unwrap() as usize;
+    assert_eq!(
+        sum("pass") + sum("fail") + sum("notAssessable"),
+        results.len()
+    );
+    let profiling = results.iter().find(|r| r["rule"] == "cis.1.2.15").unwrap();
+    assert_eq!(profiling["status"], "pass");
+    assert_eq!(profiling["source"], "--profiling");
+    let o = palisade(
+        &[
+            "node",
+            "--host-root",
+            r,
+            "--proc",
+            p,
+            "--fail-on",
+            "critical",
+            "--format",
+            "sarif",
+        ],
+        None,
+    );
+    // 1.2.6 (AlwaysAllow by default) is critical.
+    assert_eq!(o.status.code(), Some(1));
+    let sarif: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = &sarif["runs"][0];
+    assert_eq!(run["results"].as_array().unwrap().len(), results.len());
+    let authz = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "cis.1.2.6")
+        .unwrap();
+    assert_eq!(
+        (authz["kind"].as_str(), authz["level"].as_str()),
+        (Some("fail"), Some("error"))
+    );
+    // Valid SARIF 2.1.0 by the official schema.
+    let path = dir.path().join("node.sarif");
+    std::fs::write(&path, &o.stdout).unwrap();
+    let v = Command::new(sarif_validator()).arg(&path).output().unwrap();
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+}

@@ -519,7 +519,10 @@ fn deploy_dir_passes_palisade_audit() {
         &["--baseline", NODE_AGENT_BASELINE, "deploy/"],
         None,
     );
-    assert_eq!(report["exempted"], NODE_AGENT_EXEMPTED, "{report}");
+    assert_eq!(
+        report["summary"]["exempted"], NODE_AGENT_EXEMPTED,
+        "{report}"
+    );
     // Without the exemption the node agent's host access is reported, and only that.
     let bare = audit(&["deploy/node/"], None);
     let text = String::from_utf8_lossy(&bare.stdout);

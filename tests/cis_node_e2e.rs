@@ -1,0 +1,282 @@
+//! `palisade node` against the real local control plane and node: the checks are judged from the
+//! processes and files that really run (kube-bench's FAILs with empty values on this plane are the
+//! contrast, docs/cis-node.md), and deploy/node's Job, run as a pod of the real node (hostPID, the
+//! host's / read-only, every capability dropped but DAC_READ_SEARCH), reaches the same verdicts
+//! as the host. (`scripts/test` builds the image and starts `scripts/control-plane up --node`;
+//! feature `node`.)
+#![cfg(feature = "node")]
+
+mod common;
+
+use common::node::{kubectl, node_name};
+use common::{client, wait_for, ROOT};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::DeleteParams;
+use kube::Api;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+
+const NS: &str = "palisade-node";
+
+fn host_report() -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["node", "--format", "json"])
+        .output()
+        .unwrap();
+    // 1: checks fail on this plane (it is the default, unhardened profile).
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+fn by_rule(report: &Value) -> BTreeMap<String, Value> {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["rule"].as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
+#[test]
+fn palisade_node_judges_the_plane_from_what_runs() {
+    let report = host_report();
+    let found: BTreeSet<&str> = report["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["component"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "api-server",
+            "controller-manager",
+            "scheduler",
+            "etcd",
+            "kubelet",
+            "proxy"
+        ]
+        .into(),
+        "{report}"
+    );
+    let r = by_rule(&report);
+    let check = |rule: &str, status: &str, actual: Option<&str>, source: Option<&str>| {
+        let got = &r[rule];
+        assert_eq!(got["status"], status, "{rule}: {got}");
+        if let Some(a) = actual {
+            assert!(
+                got["actual"].as_str().unwrap_or("").contains(a),
+                "{rule}: {got}"
+            );
+        }
+        if let Some(s) = source {
+            assert!(
+                got["source"].as_str().unwrap_or("").contains(s),
+                "{rule}: {got}"
+            );
+        }
+    };
+    // What kube-bench got wrong here (FAIL, empty value) is read from the command line.
+    check(
+        "cis.1.2.7",
+        "pass",
+        Some("Node,RBAC"),
+        Some("--authorization-mode"),
+    );
+    check("cis.1.2.14", "pass", Some("NodeRestriction enabled"), None);
+    check("cis.1.2.15", "pass", Some("false"), Some("--profiling"));
+    check(
+        "cis.1.3.7",
+        "pass",
+        Some("127.0.0.1"),
+        Some("--bind-address"),
+    );
+    // Defaults are judged as the component applies them.
+    check("cis.1.2.1", "fail", Some("true"), Some("default"));
+    check("cis.1.2.28", "fail", None, None);
+    assert!(r["cis.1.2.28"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("plain text"));
+    check("cis.2.2", "fail", Some("false"), Some("default"));
+    // The kubelet's settings come from the config file it was given.
+    check(
+        "cis.4.2.1",
+        "pass",
+        Some("false"),
+        Some("kubelet-config.yaml"),
+    );
+    check(
+        "cis.4.2.2",
+        "pass",
+        Some("Webhook"),
+        Some("kubelet-config.yaml"),
+    );
+    check("cis.4.2.4", "pass", Some("0"), Some("kubelet-config.yaml"));
+    check(
+        "cis.4.2.7",
+        "fail",
+        Some(&node_name()),
+        Some("--hostname-override"),
+    );
+    // Files come from the flags: kubeconfigs, the PKI directory, the CNI directory of containerd.
+    for rule in [
+        "cis.1.1.15",
+        "cis.1.1.17",
+        "cis.1.1.19",
+        "cis.1.1.21",
+        "cis.4.1.3",
+        "cis.4.1.5",
+    ] {
+        assert_eq!(r[rule]["status"], "pass", "{rule}: {}", r[rule]);
+    }
+    assert!(
+        r["cis.1.1.9"]["actual"]
+            .as_str()
+            .unwrap()
+            .contains("/cni/net.d/"),
+        "{}",
+        r["cis.1.1.9"]
+    );
+    // Not assessable only where the plane has nothing to judge, each with its reason.
+    let not_assessable: BTreeSet<&str> = r
+        .iter()
+        .filter(|(_, v)| v["status"] == "not-assessable")
+        .map(|(k, v)| {
+            assert!(!v["reason"].as_str().unwrap_or("").is_empty(), "{v}");
+            k.as_str()
+        })
+        .collect();
+    let want: BTreeSet<&str> = [
+        // host processes, not static pods
+        "cis.1.1.1",
+        "cis.1.1.2",
+        "cis.1.1.3",
+        "cis.1.1.4",
+        "cis.1.1.5",
+        "cis.1.1.6",
+        "cis.1.1.7",
+        "cis.1.1.8",
+        // no kubeadm admin.conf
+        "cis.1.1.13",
+        "cis.1.1.14",
+        // the kubelet is not a systemd service
+        "cis.4.1.1",
+        "cis.4.1.2",
+    ]
+    .into();
+    assert_eq!(not_assessable, want);
+}
+
+/// Deletes the namespace (and the Job in it) when the test ends, pass or fail.
+struct Cleanup(kube::Client);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let client = self.0.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            tokio::task::block_in_place(|| {
+                handle.block_on(async move {
+                    let api: Api<Namespace> = Api::all(client);
+                    let _ = api.delete(NS, &DeleteParams::background()).await;
+                })
+            });
+        }
+    }
+}
+
+fn apply(file: &str, edit: impl FnOnce(&mut Value)) {
+    let text = std::fs::read_to_string(format!("{ROOT}/deploy/node/{file}")).unwrap();
+    let mut v: Value = serde_yaml_ng::from_str(&text).unwrap();
+    edit(&mut v);
+    let mut child = kubectl()
+        .args(["apply", "--server-side", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&v).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "apply {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_job_of_deploy_node_reaches_the_hosts_verdicts_from_a_pod() {
+    let client = client().await;
+    let _cleanup = Cleanup(client.clone());
+    for file in [
+        "namespace.yaml",
+        "serviceaccount.yaml",
+        "networkpolicy.yaml",
+    ] {
+        apply(file, |_| {});
+    }
+    apply("job.yaml", |job| {
+        let c = &mut job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["image"],
+            format!("palisade:{}", env!("CARGO_PKG_VERSION"))
+        );
+        c["image"] = json!(format!("localhost/palisade:{}", env!("CARGO_PKG_VERSION")));
+        c["imagePullPolicy"] = json!("Never");
+        c["args"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("--format=json"));
+    });
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let job = wait_for("the node Job to finish", Duration::from_secs(180), || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("palisade-node").await.ok()?;
+            let s = j.status.clone()?;
+            (s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0).then_some(j)
+        }
+    })
+    .await;
+    let logs = kubectl()
+        .args(["logs", "-n", NS, "job/palisade-node"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    let pod: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("no JSON report in the Job's log ({e}): {text} {job:?}"));
+    // It failed because checks fail, as on the host (exit 1), not because it could not run.
+    assert_eq!(job.status.unwrap().failed, Some(1));
+    assert_eq!(pod["node"], node_name(), "NODE_NAME from the downward API");
+    let host = host_report();
+    let statuses = |r: &Value| -> BTreeMap<String, String> {
+        by_rule(r)
+            .into_iter()
+            .map(|(k, v)| (k, v["status"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(statuses(&pod), statuses(&host), "pod: {pod}\nhost: {host}");
+    // Inside the pod etcd's environment cannot be read (no ptrace capability): said, not hidden.
+    assert!(
+        pod["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("etcd: its environment is not readable")),
+        "{pod}"
+    );
+}

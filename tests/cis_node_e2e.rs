@@ -280,3 +280,165 @@ async fn the_node_job_of_deploy_node_reaches_the_hosts_verdicts_from_a_pod() {
         "{pod}"
     );
 }
+
+/// A second, hardened control plane (`scripts/control-plane up --hardened`) beside the test
+/// plane, stopped when the test ends, pass or fail.
+struct HardenedPlane {
+    state: tempfile::TempDir,
+}
+
+impl HardenedPlane {
+    fn up() -> HardenedPlane {
+        let state = tempfile::Builder::new()
+            .prefix("palisade-hardened.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let plane = HardenedPlane { state };
+        let out = plane.script(&["up", "--hardened"]);
+        assert!(
+            out.status.success(),
+            "up --hardened: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        plane
+    }
+
+    fn script(&self, args: &[&str]) -> std::process::Output {
+        plane_script(self.state.path().to_str().unwrap(), args)
+    }
+}
+
+impl Drop for HardenedPlane {
+    fn drop(&mut self) {
+        let out = self.script(&["down"]);
+        if !out.status.success() {
+            eprintln!(
+                "hardened plane down: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+fn plane_script(state: &str, args: &[&str]) -> std::process::Output {
+    Command::new(format!("{ROOT}/scripts/control-plane"))
+        .args(args)
+        .env("PALISADE_CP_STATE", state)
+        .output()
+        .unwrap()
+}
+
+/// A Secret written through the plane's API server, then read back from its etcd directly.
+fn secret_at_rest(state: &str, value: &str) -> Vec<u8> {
+    let name = common::unique("at-rest");
+    let literal = format!("--from-literal=password={value}");
+    let out = plane_script(
+        state,
+        &["kubectl", "create", "secret", "generic", &name, &literal],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = plane_script(
+        state,
+        &["etcd-get", &format!("/registry/secrets/default/{name}")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.is_empty(), "no value in etcd for {name}");
+    out.stdout
+}
+
+fn plane_report(state: &str) -> BTreeMap<String, Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["node", "--format", "json", "--select", &format!("{state}/")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    by_rule(&serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn the_hardened_profile_encrypts_secrets_at_rest_and_clears_exactly_its_findings() {
+    let default_state =
+        std::env::var("PALISADE_CP_STATE").expect("PALISADE_CP_STATE (scripts/test)");
+    let hardened = HardenedPlane::up();
+    let hardened_state = hardened.state.path().to_str().unwrap().to_string();
+
+    // The attack: whoever reads etcd's data (a backup, a disk, etcd's port) reads Secrets.
+    let value = common::unique("hunter");
+    let plain = secret_at_rest(&default_state, &value);
+    assert!(
+        String::from_utf8_lossy(&plain).contains(&value),
+        "the default profile stores Secrets in plain text"
+    );
+    let sealed = secret_at_rest(&hardened_state, &value);
+    assert!(
+        sealed.starts_with(b"k8s:enc:secretbox:v1:"),
+        "{:?}",
+        String::from_utf8_lossy(&sealed[..40.min(sealed.len())])
+    );
+    assert!(!String::from_utf8_lossy(&sealed).contains(&value));
+
+    let before = plane_report(&default_state);
+    let after = plane_report(&hardened_state);
+    // Each hardened setting: its finding in the default profile, not in the hardened one.
+    let hardened_rules: BTreeSet<&str> = [
+        "cis.1.2.1",  // --anonymous-auth=false
+        "cis.1.2.3",  // DenyServiceExternalIPs
+        "cis.1.2.17", // --audit-log-maxage=30
+        "cis.1.2.18", // --audit-log-maxbackup=10
+        "cis.1.2.23", // --etcd-certfile/--etcd-keyfile
+        "cis.1.2.26", // --etcd-cafile
+        "cis.1.2.27", // --encryption-provider-config
+        "cis.1.2.28", // secretbox first for secrets
+        "cis.1.2.29", // strong ciphers
+        "cis.1.2.30", // --service-account-extend-token-expiration=false
+        "cis.2.1",
+        "cis.2.2",
+        "cis.2.4",
+        "cis.2.5", // etcd TLS, client and peer certificates
+        "cis.2.7", // etcd's own CA
+    ]
+    .into();
+    for rule in &hardened_rules {
+        assert_eq!(
+            before[*rule]["status"], "fail",
+            "default {rule}: {}",
+            before[*rule]
+        );
+        assert_eq!(
+            after[*rule]["status"], "pass",
+            "hardened {rule}: {}",
+            after[*rule]
+        );
+    }
+    assert_eq!(after["cis.1.2.28"]["actual"], "secrets: secretbox");
+    // Everything else judged the same in both, but what the node mode adds (the API server's
+    // kubelet client) and the checks of components only the node plane runs.
+    let node_mode: BTreeSet<&str> = ["cis.1.2.4", "cis.1.2.5"].into();
+    for (rule, b) in &before {
+        let a = &after[rule];
+        let component = b["component"].as_str().unwrap();
+        if hardened_rules.contains(rule.as_str())
+            || node_mode.contains(rule.as_str())
+            || !["api-server", "controller-manager", "etcd"].contains(&component)
+        {
+            continue;
+        }
+        assert_eq!(
+            a["status"], b["status"],
+            "{rule}: default {b}, hardened {a}"
+        );
+    }
+}

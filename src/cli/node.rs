@@ -23,6 +23,10 @@ pub struct NodeArgs {
     /// Exit 1 when a check of this severity or worse fails.
     #[arg(long, default_value = "low", value_parser = parse_severity)]
     fail_on: Severity,
+    /// Check only the components whose command line contains this text (one control plane of
+    /// several on a machine: its state or config directory, say).
+    #[arg(long)]
+    select: Option<String>,
     /// Check again every this many seconds, printing the report only when it changed (the
     /// DaemonSet's mode); without it, check once and exit.
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
@@ -40,7 +44,7 @@ pub fn run(args: NodeArgs) -> ExitCode {
             return super::input_error();
         }
     }
-    let host = Host::new(&args.host_root, &args.proc_dir);
+    let host = Host::new(&args.host_root, &args.proc_dir).select(args.select.clone());
     let name = args
         .node_name
         .unwrap_or_else(|| palisade::node::node_name(&host));

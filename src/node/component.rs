@@ -320,6 +320,9 @@ pub fn discover(host: &Host) -> (Vec<Component>, Vec<String>) {
         let Some((kind, skip)) = Kind::of(&process.argv) else {
             continue;
         };
+        if !host.selected(&process) {
+            continue;
+        }
         if found.iter().any(|c| c.kind == kind) {
             notes.push(format!(
                 "{kind} runs more than once; pid {} is not checked",

@@ -67,6 +67,9 @@ pub struct FileInfo {
 pub struct Host {
     root: PathBuf,
     proc_dir: PathBuf,
+    /// Only components whose command line contains this text are checked (one of several
+    /// control planes on a machine, e.g. test rigs or nodes of nested clusters).
+    select: Option<String>,
     users: OnceLock<BTreeMap<u32, String>>,
     groups: OnceLock<BTreeMap<u32, String>>,
 }
@@ -91,9 +94,23 @@ impl Host {
         Host {
             root: root.into(),
             proc_dir: proc_dir.into(),
+            select: None,
             users: OnceLock::new(),
             groups: OnceLock::new(),
         }
+    }
+
+    /// Checks only the components whose command line contains `text`.
+    pub fn select(mut self, text: Option<String>) -> Host {
+        self.select = text.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Whether a component's process is one the caller selected.
+    pub fn selected(&self, process: &Process) -> bool {
+        self.select
+            .as_deref()
+            .is_none_or(|t| process.argv.iter().any(|a| a.contains(t)))
     }
 
     /// Where the node's `path` is in this process's file system, symlinks resolved inside the

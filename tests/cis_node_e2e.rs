@@ -21,9 +21,15 @@ use std::time::Duration;
 
 const NS: &str = "palisade-node";
 
+/// `--select` for the test plane: other tests of this binary start a second plane beside it.
+fn test_plane() -> String {
+    let state = std::env::var("PALISADE_CP_STATE").expect("PALISADE_CP_STATE (scripts/test)");
+    format!("--select={state}/")
+}
+
 fn host_report() -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["node", "--format", "json"])
+        .args(["node", "--format", "json", &test_plane()])
         .output()
         .unwrap();
     // 1: checks fail on this plane (it is the default, unhardened profile).
@@ -241,7 +247,7 @@ async fn the_node_job_of_deploy_node_reaches_the_hosts_verdicts_from_a_pod() {
         c["args"]
             .as_array_mut()
             .unwrap()
-            .push(json!("--format=json"));
+            .extend([json!("--format=json"), json!(test_plane())]);
     });
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let job = wait_for("the node Job to finish", Duration::from_secs(180), || {

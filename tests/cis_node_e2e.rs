@@ -28,11 +28,17 @@ fn test_plane() -> String {
 }
 
 fn host_report() -> Value {
+    let state = std::env::var("PALISADE_CP_STATE").expect("PALISADE_CP_STATE (scripts/test)");
+    node_report(&state)
+}
+
+/// `palisade node` on this host for the plane of state dir `state`; exit 1: checks fail on
+/// either profile.
+fn node_report(state: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["node", "--format", "json", &test_plane()])
+        .args(["node", "--format", "json", "--select", &format!("{state}/")])
         .output()
         .unwrap();
-    // 1: checks fail on this plane (it is the default, unhardened profile).
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -238,12 +244,7 @@ async fn the_node_job_of_deploy_node_reaches_the_hosts_verdicts_from_a_pod() {
     }
     apply("job.yaml", |job| {
         let c = &mut job["spec"]["template"]["spec"]["containers"][0];
-        assert_eq!(
-            c["image"],
-            format!("palisade:{}", env!("CARGO_PKG_VERSION"))
-        );
-        c["image"] = json!(format!("localhost/palisade:{}", env!("CARGO_PKG_VERSION")));
-        c["imagePullPolicy"] = json!("Never");
+        common::node::use_local_image(c);
         c["args"]
             .as_array_mut()
             .unwrap()
@@ -361,17 +362,7 @@ fn secret_at_rest(state: &str, value: &str) -> Vec<u8> {
 }
 
 fn plane_report(state: &str) -> BTreeMap<String, Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["node", "--format", "json", "--select", &format!("{state}/")])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    by_rule(&serde_json::from_slice(&out.stdout).unwrap())
+    by_rule(&node_report(state))
 }
 
 #[test]

@@ -45,12 +45,7 @@ fn deploy_base(id: &str) -> String {
         let mut v = Value::deserialize(doc).unwrap();
         if v["kind"] == "Deployment" {
             let c = &mut v["spec"]["template"]["spec"]["containers"][0];
-            assert_eq!(
-                c["image"],
-                format!("palisade:{}", env!("CARGO_PKG_VERSION"))
-            );
-            c["image"] = json!(format!("localhost/palisade:{}", env!("CARGO_PKG_VERSION")));
-            c["imagePullPolicy"] = json!("Never");
+            common::node::use_local_image(c);
             c["args"]
                 .as_array_mut()
                 .unwrap()

@@ -35,6 +35,15 @@ pub fn probe_bin() -> String {
     env("PALISADE_PROBE_BIN")
 }
 
+/// A container of deploy/ (image `palisade:VERSION`) switched to the image scripts/build-image
+/// built and the node imported (never pulled).
+pub fn use_local_image(container: &mut Value) {
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(container["image"], format!("palisade:{version}"));
+    container["image"] = serde_json::json!(format!("localhost/palisade:{version}"));
+    container["imagePullPolicy"] = serde_json::json!("Never");
+}
+
 pub fn kubectl() -> Command {
     let mut c = Command::new(env("PALISADE_KUBECTL"));
     c.env("KUBECONFIG", env("KUBECONFIG"));

@@ -106,6 +106,81 @@ pub struct PodSecuritySpec {
     /// Admission guards generated in Enforce mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admission: Option<AdmissionSpec>,
+
+    /// Security profiles that selected workloads must run under, beyond what PSS asks: a
+    /// seccomp or AppArmor profile of a given type (e.g. their own `Localhost` profile) and an
+    /// SELinux type. In Enforce mode each entry generates its own admission policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub profiles: Vec<ProfileRequirement>,
+}
+
+/// The security profiles one set of workloads must run under.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRequirement {
+    /// Names the requirement in findings and in the generated admission policy
+    /// (`palisade-<baseline>-profile-<name>`): a DNS label.
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Pods (by pod template labels) this requirement applies to.
+    pub workload_selector: LabelSelector,
+    /// The seccomp profile every container must end up with (its own or the pod's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<ProfileTypeRequirement>,
+    /// The AppArmor profile every container must end up with (field or legacy annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_armor: Option<ProfileTypeRequirement>,
+    /// The SELinux type every container must end up with.
+    #[serde(default, rename = "seLinux", skip_serializing_if = "Option::is_none")]
+    pub se_linux: Option<SeLinuxRequirement>,
+}
+
+/// A required seccomp or AppArmor profile.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileTypeRequirement {
+    /// `Localhost`: a profile of the workload's own. `RuntimeDefault`: the runtime's default, or
+    /// a `Localhost` profile (at least as specific). Set explicitly either way: unset leaves the
+    /// choice to the node.
+    #[serde(rename = "type")]
+    pub type_: ProfileType,
+    /// The Localhost profiles that are accepted (seccomp: paths relative to the kubelet's seccomp
+    /// directory, e.g. `operator/payments.json`; AppArmor: profile names). Empty accepts any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "set"), inner(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9._/-]+$")))]
+    pub localhost_profiles: Vec<String>,
+}
+
+/// Which kind of seccomp or AppArmor profile is required.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ProfileType {
+    /// The container runtime's default profile (or a Localhost one).
+    #[default]
+    RuntimeDefault,
+    /// A profile loaded on the node for this workload.
+    Localhost,
+}
+
+impl ProfileType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileType::RuntimeDefault => "RuntimeDefault",
+            ProfileType::Localhost => "Localhost",
+        }
+    }
+}
+
+/// A required SELinux type.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeLinuxRequirement {
+    /// The accepted `seLinuxOptions.type` values (e.g. `container_t`, or a workload's own type).
+    #[schemars(length(min = 1, max = 16), extend("x-kubernetes-list-type" = "set"), inner(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.]+$")))]
+    pub types: Vec<String>,
 }
 
 /// Sandboxed runtime requirement for selected workloads.

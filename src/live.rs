@@ -37,6 +37,8 @@ pub struct ReadSummary {
     pub objects: usize,
     /// List requests made (pages).
     pub pages: usize,
+    /// Kinds the API server served (listed without error, possibly empty).
+    pub served: Vec<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +71,9 @@ pub async fn read(
                 }
             };
             summary.pages += 1;
+            if params.continue_token.is_none() {
+                summary.served.push(kind);
+            }
             for mut item in page.items {
                 trim(kind, &mut item);
                 let source = object_source(kind, &item);

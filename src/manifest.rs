@@ -523,6 +523,16 @@ const KINDS: &[(&str, &str, Decoder)] = &[
         "ClusterRoleBinding",
         Decoder::ClusterRoleBinding,
     ),
+    (
+        "security-profiles-operator.x-k8s.io/v1beta1",
+        "SeccompProfile",
+        Decoder::SeccompProfile,
+    ),
+    (
+        "security-profiles-operator.x-k8s.io/v1alpha1",
+        "AppArmorProfile",
+        Decoder::AppArmorProfile,
+    ),
 ];
 
 /// How Palisade reads one apiVersion/kind, if it reads it at all.
@@ -570,6 +580,8 @@ enum Decoder {
     ClusterRole,
     RoleBinding,
     ClusterRoleBinding,
+    SeccompProfile,
+    AppArmorProfile,
 }
 
 /// Decodes into the object for decoder `$d`, calling the generic `$f(args)` for the concrete type.
@@ -594,6 +606,8 @@ macro_rules! decode_with {
             D::ClusterRole => Object::ClusterRole($f($($arg),*)?),
             D::RoleBinding => Object::RoleBinding($f($($arg),*)?),
             D::ClusterRoleBinding => Object::ClusterRoleBinding($f($($arg),*)?),
+            D::SeccompProfile => Object::SeccompProfile($f($($arg),*)?),
+            D::AppArmorProfile => Object::AppArmorProfile($f($($arg),*)?),
         }
     }};
 }

@@ -3,6 +3,7 @@ use clap::Args;
 use k8s_openapi::jiff::Timestamp;
 use palisade::manifest::{self, Severity as InputSeverity};
 use palisade::policy::audit::{Auditor, LearnedUsage};
+use palisade::policy::profiles::ProfileKind;
 use palisade::policy::rules::Severity;
 use palisade::report::{self, Format};
 use std::process::ExitCode;
@@ -115,12 +116,18 @@ pub fn run(args: AuditArgs) -> ExitCode {
             &mut diags,
         );
         match read {
-            Ok(summary) => eprintln!(
-                "read {} objects in {} list requests from {}",
-                summary.objects,
-                summary.pages,
-                session.server()
-            ),
+            Ok(summary) => {
+                eprintln!(
+                    "read {} objects in {} list requests from {}",
+                    summary.objects,
+                    summary.pages,
+                    session.server()
+                );
+                // An installed profile kind with no objects still makes references judgeable.
+                for kind in summary.served.iter().filter_map(|k| ProfileKind::of(k)) {
+                    auditor.add_profiles(kind, []);
+                }
+            }
             Err(e) => {
                 eprintln!("error: {}: {e}", session.server());
                 return super::input_error();

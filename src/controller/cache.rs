@@ -7,6 +7,7 @@
 use crate::crd::SecurityBaseline;
 use crate::metrics::{Metrics, WatchLabels};
 use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::policy::spo::{AppArmorProfile, SeccompProfile};
 use crate::policy::workload::controlled_by_workload;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::{
@@ -92,6 +93,8 @@ macro_rules! trim_meta {
     )*};
 }
 trim_meta!(
+    SeccompProfile,
+    AppArmorProfile,
     EndpointSlice,
     ValidatingWebhookConfiguration,
     MutatingWebhookConfiguration,
@@ -131,11 +134,55 @@ impl Trim for ValidatingAdmissionPolicy {
     }
 }
 
+/// Whether a kind whose CRD may be absent is served right now. It is watched all the same: the
+/// watcher's list fails with 404 (quietly) and is retried with back-off (at most 30 s), so a
+/// CRD installed later is picked up without a restart, and one removed stops counting.
+#[derive(Clone, Default)]
+pub struct Served(Arc<ServedState>);
+
+#[derive(Default)]
+struct ServedState {
+    now: std::sync::atomic::AtomicBool,
+    /// Signalled on every change: the findings depend on it, so every baseline looks again.
+    changed: tokio::sync::Notify,
+}
+
+impl Served {
+    pub fn get(&self) -> bool {
+        self.0.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set(&self, served: bool) {
+        if self.0.now.swap(served, std::sync::atomic::Ordering::SeqCst) != served {
+            self.0.changed.notify_one();
+        }
+    }
+
+    /// Yields once per change of [`Served::get`].
+    pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.clone(), |s| async move {
+            s.0.changed.notified().await;
+            Some(((), s))
+        })
+    }
+}
+
+fn not_found(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.is_not_found(),
+        watcher::Error::WatchError(s) => s.is_not_found(),
+        _ => false,
+    }
+}
+
 fn cache<K>(
     api: Api<K>,
     config: watcher::Config,
     metrics: &Arc<Metrics>,
     active: &Active,
+    served: Option<Served>,
 ) -> (Store<K>, Trigger<K>)
 where
     K: Resource<DynamicType = ()> + Trim + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -143,8 +190,14 @@ where
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
     let (metrics, active) = (metrics.clone(), active.clone());
+    let optional = served.is_some();
     let mut stream = watcher(api, config)
         .default_backoff()
+        .inspect(move |event| match (&served, event) {
+            (Some(s), Ok(watcher::Event::InitDone)) => s.set(true),
+            (Some(s), Err(e)) if not_found(e) => s.set(false),
+            _ => {}
+        })
         .modify(|o: &mut K| o.trim())
         // Objects the engine never reads stay out of the store: an update becomes a delete (the
         // object may have been cached before a controller adopted it), which still triggers a
@@ -171,6 +224,10 @@ where
                     if tx.send(obj).await.is_err() {
                         return; // controller gone
                     }
+                }
+                // An optional kind's CRD is not installed: nothing is wrong.
+                Err(e) if optional && not_found(&e) => {
+                    tracing::debug!(kind = %kind, "not served; retrying with backoff");
                 }
                 Err(e) => {
                     tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
@@ -212,11 +269,13 @@ where
 /// (`object`: the baselines covering the object's namespace, or every baseline for a cluster-scoped
 /// object; `every`: every baseline). Adding a kind here is the whole change for the watch side.
 macro_rules! watched_kinds {
-    ($( $(#[$doc:meta])* $field:ident : $kind:ty, $api:ident, $config:ident, $route:ident; )*) => {
+    ($( $(#[$doc:meta])* $field:ident : $kind:ty, $api:ident, $config:ident, $route:ident, $need:ident; )*) => {
         /// All caches. Cloning is cheap (stores are shared).
         #[derive(Clone)]
         pub struct Caches {
             $( $(#[$doc])* pub $field: Store<$kind>, )*
+            /// Whether each optional kind is served, by field name.
+            pub served: std::collections::BTreeMap<&'static str, Served>,
         }
 
         /// The trigger streams matching [`Caches`] (changed objects, for mapping to baselines).
@@ -224,20 +283,22 @@ macro_rules! watched_kinds {
             $( pub $field: Trigger<$kind>, )*
         }
 
-        /// One reconcile's view of the caches: the cached objects shared, never copied.
+        /// One reconcile's view of the caches: the cached objects shared, never copied. An
+        /// optional kind that is not served is `None`.
         #[derive(Clone, Default)]
         pub struct Snapshot {
-            $( pub $field: Vec<Arc<$kind>>, )*
+            $( pub $field: need!($need, Vec<Arc<$kind>>), )*
         }
 
         impl Caches {
             pub fn snapshot(&self) -> Snapshot {
-                Snapshot { $( $field: self.$field.state(), )* }
+                Snapshot { $( $field: snapshot_of!($need, self, $field), )* }
             }
 
-            /// Waits until every cache has its first full list.
+            /// Waits until every required cache has its first full list (an optional kind may
+            /// never be served).
             pub async fn wait_synced(&self) -> Result<(), reflector::store::WriterDropped> {
-                $( store_ready(&self.$field).await?; )*
+                $( wait_for!($need, self.$field); )*
                 Ok(())
             }
         }
@@ -245,9 +306,13 @@ macro_rules! watched_kinds {
         /// Starts a reflector task for every kind. Triggers flow only once `active` is set (the
         /// leader): a standby keeps its caches warm without queueing changes nobody reconciles.
         pub fn caches(client: &Client, metrics: &Arc<Metrics>, active: &Active) -> (Caches, Triggers) {
-            $( let $field = cache(list_api!($api, client), list_config!($config), metrics, active); )*
+            let mut served = std::collections::BTreeMap::new();
+            $(
+                let flag = served_flag!($need, served, $field);
+                let $field = cache(list_api!($api, client), list_config!($config), metrics, active, flag);
+            )*
             (
-                Caches { $( $field: $field.0.clone(), )* },
+                Caches { $( $field: $field.0.clone(), )* served },
                 Triggers { $( $field: $field.1, )* },
             )
         }
@@ -267,6 +332,42 @@ macro_rules! watched_kinds {
             }
         }
     };
+}
+
+macro_rules! need {
+    (required, $t:ty) => { $t };
+    (optional, $t:ty) => { Option<$t> };
+}
+
+macro_rules! snapshot_of {
+    (required, $caches:ident, $field:ident) => {
+        $caches.$field.state()
+    };
+    (optional, $caches:ident, $field:ident) => {
+        $caches.served[stringify!($field)]
+            .get()
+            .then(|| $caches.$field.state())
+    };
+}
+
+macro_rules! wait_for {
+    (required, $store:expr) => {
+        store_ready(&$store).await?
+    };
+    (optional, $store:expr) => {
+        let _ = &$store;
+    };
+}
+
+macro_rules! served_flag {
+    (required, $map:ident, $field:ident) => {
+        None
+    };
+    (optional, $map:ident, $field:ident) => {{
+        let s = Served::default();
+        $map.insert(stringify!($field), s.clone());
+        Some(s)
+    }};
 }
 
 macro_rules! list_api {
@@ -303,30 +404,34 @@ macro_rules! route {
 }
 
 watched_kinds! {
-    namespaces: Namespace, all, all, every;
-    pods: Pod, all, all, object;
-    deployments: Deployment, all, all, object;
-    replica_sets: ReplicaSet, all, all, object;
-    stateful_sets: StatefulSet, all, all, object;
-    daemon_sets: DaemonSet, all, all, object;
-    jobs: Job, all, all, object;
-    cron_jobs: CronJob, all, all, object;
-    replication_controllers: ReplicationController, all, all, object;
-    service_accounts: ServiceAccount, all, all, object;
-    network_policies: NetworkPolicy, all, all, object;
-    roles: Role, all, all, object;
-    cluster_roles: ClusterRole, all, all, object;
-    role_bindings: RoleBinding, all, all, object;
-    cluster_role_bindings: ClusterRoleBinding, all, all, object;
-    admission_policies: ValidatingAdmissionPolicy, all, generated, object;
-    admission_bindings: ValidatingAdmissionPolicyBinding, all, generated, object;
+    namespaces: Namespace, all, all, every, required;
+    pods: Pod, all, all, object, required;
+    deployments: Deployment, all, all, object, required;
+    replica_sets: ReplicaSet, all, all, object, required;
+    stateful_sets: StatefulSet, all, all, object, required;
+    daemon_sets: DaemonSet, all, all, object, required;
+    jobs: Job, all, all, object, required;
+    cron_jobs: CronJob, all, all, object, required;
+    replication_controllers: ReplicationController, all, all, object, required;
+    service_accounts: ServiceAccount, all, all, object, required;
+    network_policies: NetworkPolicy, all, all, object, required;
+    roles: Role, all, all, object, required;
+    cluster_roles: ClusterRole, all, all, object, required;
+    role_bindings: RoleBinding, all, all, object, required;
+    cluster_role_bindings: ClusterRoleBinding, all, all, object, required;
+    admission_policies: ValidatingAdmissionPolicy, all, generated, object, required;
+    admission_bindings: ValidatingAdmissionPolicyBinding, all, generated, object, required;
     /// The `default/kubernetes` EndpointSlices: the API server's addresses. When they move,
     /// every baseline's API egress allows follow.
-    api_server_slices: EndpointSlice, default_namespace, api_server, every;
+    api_server_slices: EndpointSlice, default_namespace, api_server, every, required;
     /// Admission webhooks and the Services they call (ingress kept under default deny).
-    validating_webhooks: ValidatingWebhookConfiguration, all, all, every;
-    mutating_webhooks: MutatingWebhookConfiguration, all, all, every;
-    services: Service, all, all, object;
+    validating_webhooks: ValidatingWebhookConfiguration, all, all, every, required;
+    mutating_webhooks: MutatingWebhookConfiguration, all, all, every, required;
+    services: Service, all, all, object, required;
+    /// Security Profiles Operator profiles, where its CRDs are installed: Localhost profile
+    /// references are judged against them.
+    seccomp_profiles: SeccompProfile, all, all, every, optional;
+    apparmor_profiles: AppArmorProfile, all, all, every, optional;
 }
 
 /// Whether this replica reconciles (holds the lease, or runs without election). Until then its

@@ -201,6 +201,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         namespaces: caches.namespaces.clone(),
     };
     let mut ctl = triggers.attach(ctl, &index);
+    for served in caches.served.values() {
+        // A CRD installed or removed changes what can be judged, even with no object of it.
+        ctl = ctl.reconcile_all_on(served.changes());
+    }
     if let Some(state) = &learn_state {
         // New learned usage (persisted): baselines that learn look again.
         let state = state.clone();

@@ -7,6 +7,7 @@ use crate::policy::audit::Auditor;
 use crate::policy::baseline::CompiledBaseline;
 use crate::policy::desired::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::policy::object::Object;
+use crate::policy::profiles::ProfileKind;
 use crate::policy::workload::Workload;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -158,6 +159,14 @@ pub fn audit(
     }
     for b in snap.cluster_role_bindings.iter() {
         auditor.add(Object::ClusterRoleBinding((**b).clone()), None);
+    }
+    if let Some(profiles) = &snap.seccomp_profiles {
+        let names = profiles.iter().map(|p| p.localhost_name());
+        auditor.add_profiles(ProfileKind::Seccomp, names);
+    }
+    if let Some(profiles) = &snap.apparmor_profiles {
+        let names = profiles.iter().map(|p| p.localhost_name());
+        auditor.add_profiles(ProfileKind::AppArmor, names);
     }
     auditor.finish()
 }

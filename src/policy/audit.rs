@@ -11,13 +11,14 @@ use super::finding::{Finding, ObjectRef, Source, Violation};
 use super::hardening::{self, Automount};
 use super::network::{self, PolicySummary};
 use super::object::Object;
+use super::profiles::{self, ProfileKind};
 use super::pss;
 use super::rbac::{self, RbacObjects};
 use super::rules::{Rule, Severity};
 use super::workload::Workload;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -113,6 +114,18 @@ pub struct Auditor<'b> {
     learned: Option<LearnedUsage<'b>>,
     /// Field paths and messages of the findings, each stored once.
     strings: Interner,
+    /// Profiles of the Security Profiles Operator kinds known to be served, by Localhost name.
+    profiles: BTreeMap<ProfileKind, BTreeSet<String>>,
+    /// Localhost profiles workloads run under, judged once every profile has been seen.
+    localhost_refs: Vec<PendingProfileRef>,
+}
+
+/// A workload's Localhost profile, to be judged against the profiles in [`Auditor::finish`].
+struct PendingProfileRef {
+    object: Arc<ObjectRef>,
+    labels: BTreeMap<String, String>,
+    source: Option<Source>,
+    reference: profiles::LocalhostRef,
 }
 
 /// Shares equal strings: findings repeat the same field paths and messages across workloads.
@@ -163,7 +176,16 @@ impl<'b> Auditor<'b> {
             acceptances: HashMap::new(),
             learned: None,
             strings: Interner::default(),
+            profiles: BTreeMap::new(),
+            localhost_refs: Vec::new(),
         }
+    }
+
+    /// Records that a kind of Security Profiles Operator profile is served, and profiles of it
+    /// (by the Localhost name that selects them). Once a kind is known, Localhost references
+    /// to profiles of that kind that do not exist are reported.
+    pub fn add_profiles(&mut self, kind: ProfileKind, names: impl IntoIterator<Item = String>) {
+        self.profiles.entry(kind).or_default().extend(names);
     }
 
     /// Evaluates `rbac.unused-permission` against this usage.
@@ -225,6 +247,12 @@ impl<'b> Auditor<'b> {
             }
             Object::ClusterRole(r) => self.cluster_roles.push(r),
             Object::ClusterRoleBinding(b) => self.cluster_role_bindings.push(b),
+            Object::SeccompProfile(p) => {
+                self.add_profiles(ProfileKind::Seccomp, [p.localhost_name()])
+            }
+            Object::AppArmorProfile(p) => {
+                self.add_profiles(ProfileKind::AppArmor, [p.localhost_name()])
+            }
         }
         if let Some(src) = source {
             for f in &mut self.findings[before..] {
@@ -247,6 +275,8 @@ impl<'b> Auditor<'b> {
             Object::NetworkPolicy(o) => ("NetworkPolicy", &o.metadata),
             Object::Role(o) => ("Role", &o.metadata),
             Object::RoleBinding(o) => ("RoleBinding", &o.metadata),
+            Object::SeccompProfile(o) => ("SeccompProfile", &o.metadata),
+            Object::AppArmorProfile(o) => ("AppArmorProfile", &o.metadata),
         };
         let Some(annotations) = meta.annotations.as_ref() else {
             return;
@@ -370,7 +400,16 @@ impl<'b> Auditor<'b> {
         let mut out = Vec::new();
         pss::check(&pod, s.level, s.version, &mut out);
         let automount = hardening::check(&pod, self.baseline, &mut out);
+        profiles::check(&pod, self.baseline, &mut out);
         self.push_violations(out, &object, pod.labels);
+        for r in profiles::localhost_refs(&pod) {
+            self.localhost_refs.push(PendingProfileRef {
+                object: object.clone(),
+                labels: pod.labels.clone(),
+                source: source.cloned(),
+                reference: r,
+            });
+        }
         let (sa, violation) = match automount {
             Automount::Decided => return,
             Automount::Mounted(v) => (None, v),
@@ -443,6 +482,7 @@ impl<'b> Auditor<'b> {
 
     /// Runs the joins and returns the report.
     pub fn finish(mut self) -> AuditReport {
+        self.profile_findings();
         // Token automount now that every ServiceAccount has been seen.
         for p in std::mem::take(&mut self.pending_automount) {
             let disabled = self
@@ -528,6 +568,23 @@ impl<'b> Auditor<'b> {
             accepted,
             namespaces: covered,
             objects: self.objects,
+        }
+    }
+
+    /// Localhost profiles that no SeccompProfile/AppArmorProfile provides, for the kinds known
+    /// to be served (the operator's CRDs installed, or their objects in the input).
+    fn profile_findings(&mut self) {
+        for p in std::mem::take(&mut self.localhost_refs) {
+            let Some(known) = self.profiles.get(&p.reference.kind) else {
+                continue;
+            };
+            if known.contains(&p.reference.name) {
+                continue;
+            }
+            if let Some(mut f) = self.exempt_or_keep(p.reference.violation, &p.object, &p.labels) {
+                f.source = p.source;
+                self.keep(f);
+            }
         }
     }
 
@@ -699,7 +756,9 @@ fn joined_ref(object: &Object) -> Option<ObjectRef> {
         Object::Workload(_)
         | Object::ServiceAccount(_)
         | Object::Service(_)
-        | Object::NetworkPolicy(_) => return None,
+        | Object::NetworkPolicy(_)
+        | Object::SeccompProfile(_)
+        | Object::AppArmorProfile(_) => return None,
         Object::Namespace(o) => ("Namespace", &o.metadata),
         Object::Role(o) => ("Role", &o.metadata),
         Object::ClusterRole(o) => ("ClusterRole", &o.metadata),

@@ -112,6 +112,8 @@ pub struct CompiledBaseline {
     pub namespace_selector: Selector,
     pub excluded_namespaces: BTreeSet<String>,
     pub sandbox_selector: Option<Selector>,
+    /// One selector per `spec.podSecurity.profiles` entry, in order.
+    pub profile_selectors: Vec<Selector>,
     pub exemptions: Vec<ActiveExemption>,
     /// Findings about the baseline itself (expired exemptions).
     pub own_findings: Vec<Finding>,
@@ -153,6 +155,18 @@ impl CompiledBaseline {
             )?),
             None => None,
         };
+        let profile_selectors = spec
+            .pod_security
+            .iter()
+            .flat_map(|p| p.profiles.iter())
+            .enumerate()
+            .map(|(i, p)| {
+                compile_selector(
+                    &format!("spec.podSecurity.profiles[{i}].workloadSelector"),
+                    Some(&p.workload_selector),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(net) = &spec.network {
             let api = net.allow_api_server.as_ref();
             compile_selector(
@@ -216,6 +230,7 @@ impl CompiledBaseline {
             namespace_selector,
             excluded_namespaces: spec.exclude_namespaces.iter().cloned().collect(),
             sandbox_selector,
+            profile_selectors,
             exemptions,
             own_findings,
             declared_service_accounts: spec

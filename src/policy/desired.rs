@@ -4,7 +4,7 @@
 
 use super::baseline::CompiledBaseline;
 use super::pss::Level;
-use crate::crd::{AllowRule, Direction};
+use crate::crd::{AllowRule, Direction, ProfileRequirement, ProfileType, ProfileTypeRequirement};
 use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
@@ -678,8 +678,7 @@ fn dns_spec() -> NetworkPolicySpec {
 fn validations(b: &CompiledBaseline) -> Vec<Validation> {
     let s = &b.settings;
     let mut v = Vec::new();
-    let all_containers = "object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : []) + (has(object.spec.ephemeralContainers) ? object.spec.ephemeralContainers : [])";
-    let windows = "(has(object.spec.os) && object.spec.os.name == 'windows')";
+    let (all_containers, windows) = (ALL_CONTAINERS, WINDOWS);
     if s.read_only_root_filesystem {
         v.push(Validation {
             expression: format!("{windows} || ({all_containers}).all(c, has(c.securityContext) && has(c.securityContext.readOnlyRootFilesystem) && c.securityContext.readOnlyRootFilesystem == true)"),
@@ -786,7 +785,126 @@ pub fn cluster_objects(b: &CompiledBaseline, owner: Option<&OwnerReference>) -> 
             Some(sb.workload_selector.clone()),
         );
     }
+    let requirements = b.spec.pod_security.iter().flat_map(|p| p.profiles.iter());
+    for req in requirements {
+        let checks = profile_validations(req);
+        let name = format!("{base}-profile-{}", req.name);
+        let pods = Some(req.workload_selector.clone());
+        push_policy(&mut out, b, owner, &name, checks, namespace_scope(b), pods);
+    }
     out
+}
+
+const ALL_CONTAINERS: &str = "object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : []) + (has(object.spec.ephemeralContainers) ? object.spec.ephemeralContainers : [])";
+const WINDOWS: &str = "(has(object.spec.os) && object.spec.os.name == 'windows')";
+
+fn cel_list(names: &[String]) -> String {
+    // Names are checked to hold no quote (baseline::objects), so quoting is safe.
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// CEL: profile `p` (a seccompProfile/appArmorProfile value) meets the requirement.
+fn cel_profile_ok(p: &str, want: &ProfileTypeRequirement) -> String {
+    let localhost = if want.localhost_profiles.is_empty() {
+        format!("{p}.type == 'Localhost'")
+    } else {
+        format!(
+            "({p}.type == 'Localhost' && has({p}.localhostProfile) && {p}.localhostProfile in {})",
+            cel_list(&want.localhost_profiles)
+        )
+    };
+    match want.type_ {
+        ProfileType::Localhost => localhost,
+        ProfileType::RuntimeDefault => format!("({p}.type == 'RuntimeDefault' || {localhost})"),
+    }
+}
+
+/// CEL: the legacy AppArmor annotation value `v` meets the requirement.
+fn cel_annotation_ok(v: &str, want: &ProfileTypeRequirement) -> String {
+    let localhost = if want.localhost_profiles.is_empty() {
+        format!("{v}.startsWith('localhost/')")
+    } else {
+        format!(
+            "({v}.startsWith('localhost/') && {v}.substring(10) in {})",
+            cel_list(&want.localhost_profiles)
+        )
+    };
+    match want.type_ {
+        ProfileType::Localhost => localhost,
+        ProfileType::RuntimeDefault => format!("({v} == 'runtime/default' || {localhost})"),
+    }
+}
+
+/// The checks of one `spec.podSecurity.profiles` entry, over every container's effective
+/// value, resolved as [`super::profiles`] resolves it.
+fn profile_validations(req: &ProfileRequirement) -> Vec<Validation> {
+    let mut v = Vec::new();
+    let every = |ok: String| format!("{WINDOWS} || ({ALL_CONTAINERS}).all(c, {ok})");
+    let deny = |expression: String, message: String| Validation {
+        expression,
+        message: Some(message),
+        reason: Some("Forbidden".into()),
+        message_expression: None,
+    };
+    let pod_sc = "has(object.spec.securityContext)";
+    if let Some(want) = &req.seccomp {
+        let own = "c.securityContext.seccompProfile";
+        let pod = "object.spec.securityContext.seccompProfile";
+        let ok = format!(
+            "(has(c.securityContext) && has({own})) ? {} : ({pod_sc} && has({pod}) && {})",
+            cel_profile_ok(own, want),
+            cel_profile_ok(pod, want)
+        );
+        v.push(deny(every(ok), format!(
+            "profile.seccomp: pods of profile requirement {:?} must run every container under seccomp {}",
+            req.name, describe(want)
+        )));
+    }
+    if let Some(want) = &req.app_armor {
+        let own = "c.securityContext.appArmorProfile";
+        let pod = "object.spec.securityContext.appArmorProfile";
+        let key = "'container.apparmor.security.beta.kubernetes.io/' + c.name";
+        let value = format!("object.metadata.annotations[{key}]");
+        let annotated = format!(
+            "has(object.metadata.annotations) && ({key}) in object.metadata.annotations && {value} != ''"
+        );
+        let ok = format!(
+            "(has(c.securityContext) && has({own})) ? {} : (({annotated}) ? {} : ({pod_sc} && has({pod}) && {}))",
+            cel_profile_ok(own, want),
+            cel_annotation_ok(&value, want),
+            cel_profile_ok(pod, want)
+        );
+        v.push(deny(every(ok), format!(
+            "profile.apparmor: pods of profile requirement {:?} must run every container under AppArmor {}",
+            req.name, describe(want)
+        )));
+    }
+    if let Some(want) = &req.se_linux {
+        let own = "c.securityContext.seLinuxOptions";
+        let pod = "object.spec.securityContext.seLinuxOptions";
+        let types = cel_list(&want.types);
+        let ok = format!(
+            "(has(c.securityContext) && has({own}) && has({own}.type) && {own}.type != '') ? {own}.type in {types} : ({pod_sc} && has({pod}) && has({pod}.type) && {pod}.type in {types})"
+        );
+        v.push(deny(every(ok), format!(
+            "profile.selinux: pods of profile requirement {:?} must run every container with seLinuxOptions.type in {types}",
+            req.name
+        )));
+    }
+    v
+}
+
+fn describe(want: &ProfileTypeRequirement) -> String {
+    let listed = if want.localhost_profiles.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", cel_list(&want.localhost_profiles))
+    };
+    match want.type_ {
+        ProfileType::Localhost => format!("Localhost{listed}"),
+        ProfileType::RuntimeDefault => format!("RuntimeDefault or Localhost{listed}"),
+    }
 }
 
 fn push_policy(

@@ -1,5 +1,6 @@
 //! Every kind the engine reads, typed.
 
+use super::spo::{AppArmorProfile, SeccompProfile};
 use super::workload::Workload;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -17,4 +18,6 @@ pub enum Object {
     ClusterRole(ClusterRole),
     RoleBinding(RoleBinding),
     ClusterRoleBinding(ClusterRoleBinding),
+    SeccompProfile(SeccompProfile),
+    AppArmorProfile(AppArmorProfile),
 }

@@ -116,6 +116,11 @@ rules! {
     AutomountToken => "hardening.automount-token", Medium, Hardening, "CIS 5.1.6", "service-account tokens must not be mounted unless needed";
     SandboxRuntime => "hardening.sandbox-runtime", High, Hardening, "CIS 5.7 (general): sandboxed runtimes for untrusted workloads", "untrusted workloads must run in a sandboxed runtimeClass";
     DefaultServiceAccount => "hardening.default-service-account", Low, Hardening, "CIS 5.1.5", "workloads must not run as the default service account";
+    ProfileSeccomp => "profile.seccomp", Medium, Hardening, "NSA/CISA Kubernetes Hardening Guide: seccomp; spec.podSecurity.profiles", "selected workloads must run under the required seccomp profile";
+    ProfileAppArmor => "profile.apparmor", Medium, Hardening, "NSA/CISA Kubernetes Hardening Guide: AppArmor; spec.podSecurity.profiles", "selected workloads must run under the required AppArmor profile";
+    ProfileSeLinux => "profile.selinux", Medium, Hardening, "NSA/CISA Kubernetes Hardening Guide: SELinux; spec.podSecurity.profiles", "selected workloads must run with a required SELinux type";
+    SeccompProfileNotFound => "profile.seccomp-not-found", Medium, Hardening, "Security Profiles Operator: SeccompProfile", "a Localhost seccomp profile managed by the Security Profiles Operator must exist as a SeccompProfile";
+    AppArmorProfileNotFound => "profile.apparmor-not-found", Medium, Hardening, "Security Profiles Operator: AppArmorProfile", "a Localhost AppArmor profile must exist as an AppArmorProfile where the Security Profiles Operator manages them";
     ClusterAdminBinding => "rbac.cluster-admin-binding", Critical, Rbac, "CIS 5.1.1", "cluster-admin must be bound only where required";
     SecretsAccess => "rbac.secrets-access", High, Rbac, "CIS 5.1.2", "access to secrets must be minimised";
     Wildcard => "rbac.wildcard", High, Rbac, "CIS 5.1.3", "roles must not use wildcards";

@@ -32,6 +32,7 @@ pub fn check(spec: &SecurityBaselineSpec) -> Result<(), BaselineError> {
             }
         }
     }
+    profile_problems(spec)?;
     let accounts = spec.rbac.iter().flat_map(|r| r.service_accounts.iter());
     for (i, sa) in accounts.enumerate() {
         if let Some(problem) = dns_subdomain_problem(&sa.name) {
@@ -109,6 +110,80 @@ fn policy_problem(policy: &NetworkPolicy, base: &str, from_key: &str) -> Result<
     })
 }
 
+/// Profile requirements become admission policies named after them, with their profile names
+/// and SELinux types quoted into CEL: only names that are what they claim to be.
+fn profile_problems(spec: &SecurityBaselineSpec) -> Result<(), BaselineError> {
+    let profiles = spec.pod_security.iter().flat_map(|p| p.profiles.iter());
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in profiles.enumerate() {
+        let at = |rest: &str| format!("spec.podSecurity.profiles[{i}].{rest}");
+        let invalid =
+            |field: String, problem: String| Err(BaselineError::Invalid { field, problem });
+        if let Some(problem) = dns_label_problem(&p.name) {
+            return invalid(
+                at("name"),
+                problem.replace("a namespace name", "a DNS label"),
+            );
+        }
+        if p.name.len() > 40 {
+            return invalid(
+                at("name"),
+                format!("{:?} is longer than 40 characters", p.name),
+            );
+        }
+        if !seen.insert(p.name.as_str()) {
+            return invalid(at("name"), format!("{:?} names two requirements", p.name));
+        }
+        if p.seccomp.is_none() && p.app_armor.is_none() && p.se_linux.is_none() {
+            return invalid(
+                at("name"),
+                "a profile requirement needs seccomp, appArmor or seLinux".into(),
+            );
+        }
+        let typed = [("seccomp", &p.seccomp), ("appArmor", &p.app_armor)];
+        for (what, req) in typed {
+            let names = req.iter().flat_map(|r| r.localhost_profiles.iter());
+            for (j, name) in names.enumerate() {
+                if let Some(problem) = localhost_profile_problem(name) {
+                    return invalid(at(&format!("{what}.localhostProfiles[{j}]")), problem);
+                }
+            }
+        }
+        if let Some(se) = &p.se_linux {
+            if se.types.is_empty() {
+                return invalid(at("seLinux.types"), "name at least one SELinux type".into());
+            }
+            for (j, t) in se.types.iter().enumerate() {
+                let ok = !t.is_empty()
+                    && t.len() <= 128
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+                if !ok {
+                    return invalid(
+                        at(&format!("seLinux.types[{j}]")),
+                        format!(
+                            "{t:?} is not an SELinux type: at most 128 letters, digits, '_' or '.'"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A Localhost profile as the kubelet accepts it: a descending relative path (seccomp) or a
+/// profile name (AppArmor), of letters, digits, `.`, `_`, `-` and `/`.
+fn localhost_profile_problem(name: &str) -> Option<String> {
+    let chars_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    let descends = !name.starts_with('/') && name.split('/').all(|c| !c.is_empty() && c != "..");
+    (name.is_empty() || name.len() > 255 || !chars_ok || !descends).then(|| {
+        format!("{name:?} is not a Localhost profile: a relative path of at most 255 letters, digits, '.', '_', '-' and '/', without '..'")
+    })
+}
+
 fn dns_label_ok(l: &str) -> bool {
     !l.is_empty()
         && l.len() <= 63
@@ -183,6 +258,23 @@ mod tests {
             problem("rbac: {serviceAccounts: [{name: \"a'\", learn: true}]}")
                 .starts_with("spec.rbac.serviceAccounts[0].name: ")
         );
+    }
+
+    #[test]
+    fn profile_requirements_hold_only_names_that_are_what_they_claim() {
+        for (yaml, field) in [
+            ("podSecurity: {profiles: [{name: Pay, workloadSelector: {}, seccomp: {type: Localhost}}]}", "spec.podSecurity.profiles[0].name: "),
+            ("podSecurity: {profiles: [{name: a, workloadSelector: {}}]}", "spec.podSecurity.profiles[0].name: a profile requirement needs"),
+            ("podSecurity: {profiles: [{name: a, workloadSelector: {}, seLinux: {types: [x]}}, {name: a, workloadSelector: {}, seLinux: {types: [y]}}]}", "spec.podSecurity.profiles[1].name: "),
+            ("podSecurity: {profiles: [{name: a, workloadSelector: {}, seccomp: {type: Localhost, localhostProfiles: [\"x' || true || '\"]}}]}", "spec.podSecurity.profiles[0].seccomp.localhostProfiles[0]: "),
+            ("podSecurity: {profiles: [{name: a, workloadSelector: {}, appArmor: {type: Localhost, localhostProfiles: [ok, ../../etc]}}]}", "spec.podSecurity.profiles[0].appArmor.localhostProfiles[1]: "),
+            ("podSecurity: {profiles: [{name: a, workloadSelector: {}, seLinux: {types: []}}]}", "spec.podSecurity.profiles[0].seLinux.types: "),
+            ("podSecurity: {profiles: [{name: a, workloadSelector: {}, seLinux: {types: [\"t'\"]}}]}", "spec.podSecurity.profiles[0].seLinux.types[0]: "),
+        ] {
+            let p = problem(yaml);
+            assert!(p.starts_with(field), "{yaml}: {p}");
+        }
+        check(&spec("podSecurity: {profiles: [{name: payments, workloadSelector: {matchLabels: {app: pay}}, seccomp: {type: Localhost, localhostProfiles: [operator/pay.json]}, appArmor: {type: RuntimeDefault}, seLinux: {types: [container_t]}}]}")).unwrap();
     }
 
     #[test]

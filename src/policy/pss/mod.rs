@@ -104,7 +104,7 @@ mod seccomp;
 mod selinux;
 mod sysctls;
 mod users;
-mod visit;
+pub(in crate::policy) mod visit;
 mod volumes;
 
 use super::finding::Violation;

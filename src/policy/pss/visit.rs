@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 /// What every check sees: the pod and the minor version whose semantics apply.
-pub(super) struct Cx<'a> {
+pub(in crate::policy) struct Cx<'a> {
     pub pod: &'a PodTarget<'a>,
     pub minor: u32,
 }
@@ -66,7 +66,7 @@ impl<'a> Cx<'a> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(in crate::policy) enum Kind {
     Init,
     Main,
     Ephemeral,
@@ -74,7 +74,7 @@ pub(super) enum Kind {
 
 /// The fields of a container (regular, init or ephemeral) that the checks read.
 #[derive(Clone, Copy)]
-pub(super) struct Ctr<'a> {
+pub(in crate::policy) struct Ctr<'a> {
     pub kind: Kind,
     pub index: usize,
     pub name: &'a str,
@@ -148,7 +148,12 @@ impl<'a> Ctr<'a> {
 
 /// Appends a violation unless one with the same rule and field is already there
 /// (possible only for malformed pods, e.g. two containers sharing a name).
-pub(super) fn push_unique(out: &mut Vec<Violation>, rule: Rule, field: String, message: String) {
+pub(in crate::policy) fn push_unique(
+    out: &mut Vec<Violation>,
+    rule: Rule,
+    field: String,
+    message: String,
+) {
     if !out.iter().any(|v| v.rule == rule && v.field == field) {
         out.push(Violation::new(rule, field, message));
     }

@@ -287,11 +287,25 @@ async fn a_live_namespace_audits_as_its_manifests_do_with_only_list_rights() {
             .parse()
             .unwrap()
     };
-    let kinds = palisade::manifest::audited_kinds().count();
+    // Kinds whose CRD is not installed (the Security Profiles Operator's) answer 404: no page.
+    let mut kinds = 0;
+    for (api_version, kind) in palisade::manifest::audited_kinds() {
+        let gvk = kube::api::GroupVersionKind::try_from(&kube::api::TypeMeta {
+            api_version: api_version.into(),
+            kind: kind.into(),
+        })
+        .unwrap();
+        let ar = kube::api::ApiResource::from_gvk(&gvk);
+        let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+        if api.list(&Default::default()).await.is_ok() {
+            kinds += 1;
+        }
+    }
+    assert!(kinds >= 16, "{kinds} kinds served");
     assert_eq!(
         requests(&live),
         kinds,
-        "one page per kind at the default size"
+        "one page per served kind at the default size"
     );
     assert!(
         requests(&paged) > 3 * kinds,

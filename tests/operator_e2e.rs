@@ -7,6 +7,10 @@
 
 mod common;
 
+use common::baseline::{
+    apply_baseline, converged, delete_baseline, get_baseline, has_finding, wait_converged,
+    ID_LABEL, TEST_LABEL,
+};
 use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -19,7 +23,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use palisade::crd::{SecurityBaseline, SecurityBaselineStatus};
+use palisade::crd::SecurityBaseline;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -28,8 +32,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-const TEST_LABEL: &str = "palisade-test";
-const ID_LABEL: &str = "palisade-test-id";
 const MANAGED: &str = "app.kubernetes.io/managed-by=palisade";
 const PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 const PSA_ANNOTATION: &str = "palisade.dev/pod-security-labels";
@@ -121,64 +123,6 @@ where
     )
     .await
     .unwrap_or_else(|e| panic!("apply {name} as {manager}: {e}"))
-}
-
-/// Applies baseline `name` (labelled for the test's operator) selecting namespaces labelled
-/// `palisade-test=<selects>`, with `spec` merged in.
-async fn apply_baseline(
-    client: &Client,
-    name: &str,
-    id: &str,
-    selects: &str,
-    mut spec: Value,
-) -> SecurityBaseline {
-    spec["namespaceSelector"] = json!({"matchLabels": {TEST_LABEL: selects}});
-    let body = json!({
-        "apiVersion": "palisade.dev/v1alpha1",
-        "kind": "SecurityBaseline",
-        "metadata": {"name": name, "labels": {ID_LABEL: id}},
-        "spec": spec,
-    });
-    apply(&Api::all(client.clone()), "palisade-tests", &body).await
-}
-
-async fn get_baseline(client: &Client, name: &str) -> Option<SecurityBaseline> {
-    Api::<SecurityBaseline>::all(client.clone())
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// The status once it describes the current generation and the baseline is Ready.
-fn converged(b: &SecurityBaseline) -> Option<SecurityBaselineStatus> {
-    let s = b.status.clone()?;
-    let ready = s
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    (s.observed_generation == b.metadata.generation && ready).then_some(s)
-}
-
-async fn wait_converged(client: &Client, name: &str) -> SecurityBaselineStatus {
-    wait_for(
-        &format!("baseline {name} converged (status of current generation, Ready)"),
-        DEADLINE,
-        || async { converged(&get_baseline(client, name).await?) },
-    )
-    .await
-}
-
-fn has_finding(s: &SecurityBaselineStatus, rule: &str, kind: &str, name: &str) -> bool {
-    s.top_violations
-        .iter()
-        .any(|v| v.rule == rule && v.kind == kind && v.name == name)
-}
-
-async fn delete_baseline(client: &Client, name: &str) {
-    let _ = Api::<SecurityBaseline>::all(client.clone())
-        .delete(name, &DeleteParams::default())
-        .await;
 }
 
 /// Names of the NetworkPolicies Palisade generated in `ns`, sorted.

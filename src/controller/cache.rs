@@ -167,12 +167,14 @@ impl Served {
     }
 }
 
+/// By code: for a resource nobody serves the API server answers a plain-text "404 page not
+/// found", which arrives without the `NotFound` reason.
 fn not_found(e: &watcher::Error) -> bool {
     match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.is_not_found(),
-        watcher::Error::WatchError(s) => s.is_not_found(),
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        watcher::Error::WatchError(s) => s.code == 404,
         _ => false,
     }
 }

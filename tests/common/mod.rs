@@ -2,6 +2,7 @@
 //! (`scripts/test` starts it and exports KUBECONFIG; tests are behind the `e2e` feature).
 #![allow(dead_code)]
 
+pub mod baseline;
 pub mod node;
 
 use k8s_openapi::api::core::v1::Namespace;

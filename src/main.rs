@@ -33,6 +33,9 @@ enum Command {
     Netpol(cli::netpol::NetpolCommand),
     /// Check this node's control plane, etcd and kubelet against the CIS Kubernetes Benchmark.
     Node(cli::node::NodeArgs),
+    /// Check the control plane from the API server's view: static control-plane pods' flags,
+    /// anonymous authentication and the Node authorizer, probed.
+    ControlPlane(cli::control_plane::ControlPlaneArgs),
     /// Least privilege learned from audit logs: `learn --audit-log FILE`.
     #[command(subcommand)]
     Rbac(cli::rbac::RbacCommand),
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Netpol(n) => cli::netpol::run(n),
         Command::Rbac(r) => cli::rbac::run(r),
         Command::Node(n) => cli::node::run(n),
+        Command::ControlPlane(c) => cli::control_plane::run(c),
         Command::Crd => {
             print!("{}", palisade::crdgen::crd_yaml());
             ExitCode::SUCCESS

@@ -421,6 +421,22 @@ fn the_hardened_profile_encrypts_secrets_at_rest_and_clears_exactly_its_findings
         );
     }
     assert_eq!(after["cis.1.2.28"]["actual"], "secrets: secretbox");
+    // The same difference seen from the API server, by an unauthenticated request.
+    let probed = |state: &str| {
+        let reports = control_plane_reports(&format!("{state}/kubeconfig"));
+        by_rule(&reports[0])["cis.1.2.1"].clone()
+    };
+    let (open, closed) = (probed(&default_state), probed(&hardened_state));
+    assert_eq!(
+        (&open["status"], &open["actual"]),
+        (&json!("fail"), &json!("200")),
+        "{open}"
+    );
+    assert_eq!(
+        (&closed["status"], &closed["actual"]),
+        (&json!("pass"), &json!("401")),
+        "{closed}"
+    );
     // Everything else judged the same in both, but what the node mode adds (the API server's
     // kubelet client) and the checks of components only the node plane runs.
     let node_mode: BTreeSet<&str> = ["cis.1.2.4", "cis.1.2.5"].into();
@@ -438,4 +454,158 @@ fn the_hardened_profile_encrypts_secrets_at_rest_and_clears_exactly_its_findings
             "{rule}: default {b}, hardened {a}"
         );
     }
+}
+
+/// `palisade control-plane --format json` against the plane of `kubeconfig` (exit 1: checks fail).
+fn control_plane_reports(kubeconfig: &str) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "control-plane",
+            "--format",
+            "json",
+            "--kubeconfig",
+            kubeconfig,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON reports: {e}: {stderr}"))
+}
+
+fn admin_kubeconfig() -> String {
+    std::env::var("KUBECONFIG").expect("KUBECONFIG (scripts/test)")
+}
+
+/// Removes a static pod manifest when the test ends, pass or fail.
+struct StaticPod(std::path::PathBuf);
+
+impl Drop for StaticPod {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// From the API server's view: a static kube-apiserver pod's flags are judged with the node
+/// rules (its mirror pod; a look-alike ordinary pod is not), and a node identity that RBAC lets
+/// read any Secret is caught by the Node-authorizer probe, which passes again once that grant
+/// is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_view_judges_mirror_pods_and_probes_node_authorization() {
+    let client = client().await;
+    let node = node_name();
+    let manifests = std::env::var("PALISADE_NODE_MANIFESTS").expect("PALISADE_NODE_MANIFESTS");
+    let image = std::env::var("PALISADE_PROBE_IMAGE").expect("PALISADE_PROBE_IMAGE");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "kube-system");
+    let mirror = format!("kube-apiserver-{node}");
+    // A static pod whose container cannot even start: its mirror pod still shows its flags.
+    let manifest = std::path::Path::new(&manifests).join("palisade-e2e-apiserver.yaml");
+    let static_pod = StaticPod(manifest.clone());
+    let spec = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kube-apiserver", "namespace": "kube-system",
+                     "labels": {"component": "kube-apiserver", "tier": "control-plane"}},
+        "spec": {"containers": [{"name": "kube-apiserver", "image": image, "imagePullPolicy": "Never",
+                 "command": ["kube-apiserver", "--authorization-mode=AlwaysAllow", "--profiling=false"]}]},
+    });
+    std::fs::write(&manifest, serde_json::to_string(&spec).unwrap()).unwrap();
+    wait_for(
+        "the kubelet's mirror pod",
+        Duration::from_secs(60),
+        || async { pods.get_opt(&mirror).await.ok().flatten() },
+    )
+    .await;
+    let reports = control_plane_reports(&admin_kubeconfig());
+    let on_node = reports
+        .iter()
+        .find(|r| r["node"] == json!(node))
+        .unwrap_or_else(|| panic!("a report for {node}: {reports:?}"));
+    let results = by_rule(on_node);
+    assert_eq!(
+        results["cis.1.2.6"]["status"], "fail",
+        "{}",
+        results["cis.1.2.6"]
+    );
+    assert_eq!(results["cis.1.2.6"]["actual"], "AlwaysAllow");
+    assert_eq!(results["cis.1.2.6"]["source"], "--authorization-mode");
+    assert_eq!(
+        results["cis.1.2.15"]["status"], "pass",
+        "{}",
+        results["cis.1.2.15"]
+    ); // --profiling=false
+       // Files are not visible from the API: not assessable, never passed.
+    assert_eq!(results["cis.1.1.1"]["status"], "not-assessable");
+    assert_eq!(results["cis.4.2.1"]["status"], "not-assessable");
+    drop(static_pod);
+    wait_for("the mirror pod gone", Duration::from_secs(60), || async {
+        pods.get_opt(&mirror)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let reports = control_plane_reports(&admin_kubeconfig());
+    assert_eq!(reports.len(), 1, "only the probes: {reports:?}");
+    assert!(reports[0]["notes"]
+        .to_string()
+        .contains("no control-plane mirror pods"));
+
+    // The Node-authorizer probe: denied, then allowed through an RBAC grant to every node.
+    let node_secret = |reports: &[Value]| by_rule(&reports[0])["cis.1.2.7"].clone();
+    assert_eq!(
+        node_secret(&reports)["status"],
+        "pass",
+        "{}",
+        node_secret(&reports)
+    );
+    let name = common::unique("nodes-read-secrets");
+    common::apply_value(&client, &json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view-secrets-e2e"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}],
+    })).await;
+    common::apply_value(
+        &client,
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "view-secrets-e2e"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+        }),
+    )
+    .await;
+    let granted = wait_for(
+        "the probe sees the grant",
+        Duration::from_secs(30),
+        || async {
+            let r = node_secret(&control_plane_reports(&admin_kubeconfig()));
+            (r["status"] == "fail").then_some(r)
+        },
+    )
+    .await;
+    assert!(
+        granted["reason"].as_str().unwrap().contains(&name),
+        "{granted}"
+    );
+    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client.clone());
+    bindings
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    roles
+        .delete("view-secrets-e2e", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        "the probe passes again",
+        Duration::from_secs(30),
+        || async {
+            let r = node_secret(&control_plane_reports(&admin_kubeconfig()));
+            (r["status"] == "pass").then_some(())
+        },
+    )
+    .await;
 }

@@ -332,7 +332,11 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
 maxPods: 110
 syncFrequency: 10s
+# Static pods (their mirror pods are what `palisade control-plane` reads); empty by default.
+staticPodPath: $NODE_STATE/manifests
+fileCheckFrequency: 2s
 EOF
+  mkdir -p "$NODE_STATE/manifests"
   cat >"$NODE_STATE/kube-proxy-config.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration

@@ -14,6 +14,7 @@ pub struct Target<'a> {
 pub struct Session {
     runtime: tokio::runtime::Runtime,
     client: kube::Client,
+    config: kube::Config,
     server: String,
 }
 
@@ -48,11 +49,13 @@ impl Session {
         let client = {
             // Building a client needs the runtime's context (its connector spawns tasks).
             let _entered = runtime.enter();
-            kube::Client::try_from(config).map_err(|e| format!("a client for {server}: {e}"))?
+            kube::Client::try_from(config.clone())
+                .map_err(|e| format!("a client for {server}: {e}"))?
         };
         Ok(Session {
             runtime,
             client,
+            config,
             server,
         })
     }
@@ -64,6 +67,14 @@ impl Session {
     pub fn api_server_endpoints(&self) -> Result<Vec<(std::net::IpAddr, u16)>, Diagnostic> {
         self.runtime
             .block_on(live::api_server_endpoints(&self.client))
+    }
+
+    /// The control plane as the API server shows it (`palisade control-plane`).
+    pub fn control_plane(&self) -> Result<Vec<palisade::node::NodeReport>, String> {
+        self.runtime.block_on(palisade::node::api_view::inspect(
+            &self.client,
+            &self.config,
+        ))
     }
 
     pub fn read(

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod baseline_file;
 pub mod cluster;
+pub mod control_plane;
 pub mod generate;
 pub mod netpol;
 pub mod node;

@@ -33,7 +33,7 @@ pub struct NodeArgs {
     interval: Option<u64>,
 }
 
-fn parse_severity(s: &str) -> Result<Severity, String> {
+pub fn parse_severity(s: &str) -> Result<Severity, String> {
     Severity::parse(s).ok_or_else(|| "expected one of info, low, medium, high, critical".into())
 }
 

@@ -5,6 +5,7 @@
 //! Every check ends as pass, fail or not assessable; a check that cannot be judged (the component
 //! does not run here, a file cannot be read) says why instead of passing or failing silently.
 
+pub mod api_view;
 pub mod checks;
 pub mod component;
 mod files;
@@ -160,6 +161,11 @@ pub fn inspect(host: &Host, node_name: &str) -> NodeReport {
             );
         }
     }
+    report_for(&node, node_name, notes)
+}
+
+/// Every check against the components found, as one node's report.
+pub fn report_for(node: &Node, node_name: &str, notes: Vec<String>) -> NodeReport {
     let results = CHECKS
         .iter()
         .map(|check| CheckResult {
@@ -167,7 +173,7 @@ pub fn inspect(host: &Host, node_name: &str) -> NodeReport {
             title: check.title,
             component: check.component,
             severity: check.severity,
-            outcome: evaluate(&node, check),
+            outcome: evaluate(node, check),
         })
         .collect();
     NodeReport {

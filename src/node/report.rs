@@ -15,23 +15,47 @@ pub enum NodeFormat {
 pub fn write(format: NodeFormat, report: &NodeReport, out: &mut dyn Write) -> std::io::Result<()> {
     match format {
         NodeFormat::Table => table(report, out),
-        NodeFormat::Json => {
-            let doc = json!({
-                "node": report.node,
-                "summary": summary(report),
-                "components": report.components,
-                "results": report.results,
-                "notes": report.notes,
-            });
-            serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::other)?;
-            out.write_all(b"\n")
-        }
-        NodeFormat::Sarif => {
-            serde_json::to_writer_pretty(&mut *out, &sarif(report))
-                .map_err(std::io::Error::other)?;
-            out.write_all(b"\n")
-        }
+        NodeFormat::Json => pretty(&document(report), out),
+        NodeFormat::Sarif => pretty(&sarif("palisade node", &[report]), out),
     }
+}
+
+/// Several reports (`palisade control-plane`: the probes, then each node's mirror pods): tables
+/// one after the other, a JSON array, one SARIF run per report.
+pub fn write_all(
+    format: NodeFormat,
+    tool: &str,
+    reports: &[NodeReport],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    match format {
+        NodeFormat::Table => {
+            for (i, r) in reports.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                table(r, out)?;
+            }
+            Ok(())
+        }
+        NodeFormat::Json => pretty(&Value::Array(reports.iter().map(document).collect()), out),
+        NodeFormat::Sarif => pretty(&sarif(tool, &reports.iter().collect::<Vec<_>>()), out),
+    }
+}
+
+fn pretty(doc: &Value, out: &mut dyn Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
+}
+
+fn document(report: &NodeReport) -> Value {
+    json!({
+        "node": report.node,
+        "summary": summary(report),
+        "components": report.components,
+        "results": report.results,
+        "notes": report.notes,
+    })
 }
 
 pub fn summary(report: &NodeReport) -> Value {
@@ -48,16 +72,18 @@ fn table(report: &NodeReport, out: &mut dyn Write) -> std::io::Result<()> {
         .iter()
         .map(|c| format!("{} (pid {})", c.component, c.pid))
         .collect();
-    writeln!(
-        out,
-        "node {}: {}",
-        report.node,
-        if found.is_empty() {
-            "no Kubernetes component found".into()
-        } else {
-            found.join(", ")
-        }
-    )?;
+    let heading = if !found.is_empty() {
+        found.join(", ")
+    } else if report
+        .results
+        .iter()
+        .all(|r| r.outcome.status == Status::NotAssessable)
+    {
+        "no Kubernetes component found".into()
+    } else {
+        "probed through the API".to_string()
+    };
+    writeln!(out, "node {}: {heading}", report.node)?;
     for r in &report.results {
         let detail = detail(r);
         writeln!(
@@ -114,7 +140,16 @@ fn level(severity: Severity) -> &'static str {
     }
 }
 
-fn sarif(report: &NodeReport) -> Value {
+fn sarif(tool: &str, reports: &[&NodeReport]) -> Value {
+    let runs: Vec<Value> = reports.iter().map(|r| sarif_run(tool, r)).collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": runs,
+    })
+}
+
+fn sarif_run(tool: &str, report: &NodeReport) -> Value {
     let rules: Vec<Value> = report
         .results
         .iter()
@@ -153,19 +188,15 @@ fn sarif(report: &NodeReport) -> Value {
         })
         .collect();
     json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "palisade node",
-                "version": env!("CARGO_PKG_VERSION"),
-                "rules": rules,
-            }},
-            "results": results,
-            "invocations": [{
-                "executionSuccessful": true,
-                "toolExecutionNotifications": report.notes.iter().map(|n| json!({"level": "note", "message": {"text": n}})).collect::<Vec<_>>(),
-            }],
+        "tool": {"driver": {
+            "name": tool,
+            "version": env!("CARGO_PKG_VERSION"),
+            "rules": rules,
+        }},
+        "results": results,
+        "invocations": [{
+            "executionSuccessful": true,
+            "toolExecutionNotifications": report.notes.iter().map(|n| json!({"level": "note", "message": {"text": n}})).collect::<Vec<_>>(),
         }],
     })
 }

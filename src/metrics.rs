@@ -49,6 +49,14 @@ pub struct WriteLabels {
     pub verb: String,
 }
 
+/// A control-plane check's outcome (rule ids come from the fixed check table).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct ControlPlaneLabels {
+    pub rule: String,
+    pub severity: String,
+    pub status: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuditEventLabels {
     /// learned, denied (a ServiceAccount's denied request: counted, never learned), ignored
@@ -72,6 +80,7 @@ pub struct Metrics {
     pub audit_events: Family<AuditEventLabels, Counter>,
     pub leader: Gauge,
     pub last_success: Family<BaselineLabels, Gauge>,
+    pub control_plane: Family<ControlPlaneLabels, Gauge>,
     registry: Registry,
 }
 
@@ -99,6 +108,7 @@ impl Default for Metrics {
             audit_events: Family::default(),
             leader: Gauge::default(),
             last_success: Family::default(),
+            control_plane: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -170,6 +180,11 @@ impl Default for Metrics {
             "last_successful_reconcile_timestamp_seconds",
             "Unix time of the last successful reconcile of a baseline",
             m.last_success.clone(),
+        );
+        registry.register(
+            "control_plane_checks",
+            "Control-plane checks from the API server's view (mirror pods, probes): how many reports have each outcome, by rule, severity and status",
+            m.control_plane.clone(),
         );
         Metrics { registry, ..m }
     }

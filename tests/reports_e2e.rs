@@ -31,8 +31,18 @@ fn reports_api() -> ApiResource {
 }
 
 async fn install_openreports_crd(client: &Client) {
+    install_module_crd(
+        client,
+        "config/crd/openreports.io_reports.yaml",
+        CRD_NAME,
+        &reports_api(),
+    )
+    .await;
+}
+
+async fn install_module_crd(client: &Client, file: &str, crd_name: &str, served: &ApiResource) {
     let out = std::process::Command::new(format!("{ROOT}/scripts/go-module-file"))
-        .args([MODULE, "config/crd/openreports.io_reports.yaml"])
+        .args([MODULE, file])
         .output()
         .expect("scripts/go-module-file");
     assert!(
@@ -48,13 +58,13 @@ async fn install_openreports_crd(client: &Client) {
         "OpenReports CRD established and served",
         DEADLINE,
         || async {
-            let crd = api.get(CRD_NAME).await.ok()?;
+            let crd = api.get(crd_name).await.ok()?;
             let established = crd
                 .status?
                 .conditions?
                 .iter()
                 .any(|c| c.type_ == "Established" && c.status == "True");
-            let served = Api::<DynamicObject>::all_with(client.clone(), &reports_api())
+            let served = Api::<DynamicObject>::all_with(client.clone(), served)
                 .list(&Default::default())
                 .await
                 .is_ok();
@@ -385,4 +395,83 @@ async fn without_the_crd_reports_fail_clearly() {
     assert!(plain.child.try_wait().unwrap().is_none());
     plain.stop();
     op.stop();
+}
+
+/// The leader checks the control plane from the API server's view and publishes one
+/// ClusterReport per report (here: the probes, as this plane runs no static pods), with the
+/// outcome counts as metrics; a stale report of ours is pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_is_published_as_cluster_reports_and_metrics() {
+    let _shared = CRD.read().await;
+    let client = common::client().await;
+    install_crd(&client).await;
+    install_openreports_crd(&client).await;
+    let cluster_reports = palisade::controller::control_plane::cluster_report_resource();
+    install_module_crd(
+        &client,
+        "config/crd/openreports.io_clusterreports.yaml",
+        "clusterreports.openreports.io",
+        &cluster_reports,
+    )
+    .await;
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_reports);
+    // A report of ours for a node that no longer has one: pruned.
+    common::apply_value(
+        &client,
+        &json!({
+            "apiVersion": "openreports.io/v1alpha1", "kind": "ClusterReport",
+            "metadata": {"name": "palisade-control-plane-gone-node",
+                         "labels": {"app.kubernetes.io/managed-by": "palisade",
+                                    "palisade.dev/report": "control-plane"}},
+        }),
+    )
+    .await;
+    let selector = format!("{ID_LABEL}={}", unique("cp"));
+    let mut op = Operator::start(&[
+        "--baseline-selector",
+        &selector,
+        "--reports",
+        "--control-plane-interval",
+        "10",
+    ]);
+    op.wait_ready().await;
+    let probes = wait_for("the probes' ClusterReport", DEADLINE, || async {
+        api.get_opt("palisade-control-plane-api-server")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let results = probes.data["results"].as_array().unwrap().clone();
+    let anonymous = results.iter().find(|r| r["rule"] == "cis.1.2.1").unwrap();
+    // The default profile answers anonymous requests; kubelets cannot read arbitrary Secrets.
+    assert_eq!(anonymous["result"], "fail", "{anonymous}");
+    assert_eq!(anonymous["properties"]["actual"], "200");
+    let node = results.iter().find(|r| r["rule"] == "cis.1.2.7").unwrap();
+    assert_eq!(node["result"], "pass", "{node}");
+    assert_eq!(probes.data["summary"]["fail"], 1);
+    let failing = op
+        .metric(
+            "palisade_control_plane_checks",
+            &["rule=\"cis.1.2.1\"", "status=\"fail\""],
+        )
+        .await;
+    assert_eq!(failing, Some(1.0));
+    wait_for("the stale report pruned", DEADLINE, || async {
+        api.get_opt("palisade-control-plane-gone-node")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Steady state: the next rounds write nothing.
+    let rv = probes.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let again = api.get("palisade-control-plane-api-server").await.unwrap();
+    assert_eq!(
+        again.metadata.resource_version, rv,
+        "rewritten without a change"
+    );
+    op.assert_never_forbidden();
 }

@@ -30,6 +30,11 @@ pub struct RunArgs {
     /// Reconcile only SecurityBaselines matching this label selector (sharding, tests).
     #[arg(long)]
     baseline_selector: Option<String>,
+    /// Seconds between checks of the control plane from the API server's view (static pods'
+    /// flags, anonymous authentication and the Node authorizer probed), published as metrics
+    /// and, with --reports, OpenReports ClusterReports; 0 turns them off.
+    #[arg(long, default_value_t = 300)]
+    control_plane_interval: u64,
     /// Publish findings per namespace as OpenReports `Report` objects (needs the
     /// reports.openreports.io CRD). Off: reports published earlier are deleted.
     #[arg(long)]
@@ -99,6 +104,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         debounce: Duration::from_millis(args.debounce_ms),
         baseline_selector: args.baseline_selector.clone(),
         reports: args.reports,
+        control_plane_interval: (args.control_plane_interval > 0)
+            .then(|| Duration::from_secs(args.control_plane_interval.max(10))),
         report_max_results: args.reports_max_results,
         grantable: args.grantable_clusterrole.clone(),
         learn: args

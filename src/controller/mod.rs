@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cache;
 pub mod client;
 pub mod compiled;
+pub mod control_plane;
 pub mod events;
 pub mod fights;
 pub mod leader;
@@ -49,6 +50,9 @@ pub struct RunOptions {
     pub grantable: String,
     /// The audit webhook that learns what service accounts do (`--audit-webhook-*`).
     pub learn: Option<learn::LearnConfig>,
+    /// How often the leader checks the control plane from the API server's view
+    /// (`--control-plane-interval`; `None`: never).
+    pub control_plane_interval: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +185,14 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         metrics.leader.set(1);
     }
     active.set();
+    if let Some(every) = opts.control_plane_interval {
+        tokio::spawn(control_plane::run(
+            client.clone(),
+            metrics.clone(),
+            every,
+            opts.reports,
+        ));
+    }
     let started = tokio::select! {
         started = reports::start(&client, opts.reports, opts.report_max_results) => started?,
         _ = shutdown.clone().requested() => return Ok(()),

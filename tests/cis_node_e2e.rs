@@ -21,6 +21,9 @@ use std::time::Duration;
 
 const NS: &str = "palisade-node";
 
+/// The tests that deploy deploy/node share its namespace: one at a time.
+static NODE_NAMESPACE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `--select` for the test plane: other tests of this binary start a second plane beside it.
 fn test_plane() -> String {
     let state = std::env::var("PALISADE_CP_STATE").expect("PALISADE_CP_STATE (scripts/test)");
@@ -188,7 +191,8 @@ fn palisade_node_judges_the_plane_from_what_runs() {
     assert_eq!(not_assessable, want);
 }
 
-/// Deletes the namespace (and the Job in it) when the test ends, pass or fail.
+/// Deletes the namespace (and what runs in it) when the test ends, pass or fail, and waits until
+/// it is gone.
 struct Cleanup(kube::Client);
 
 impl Drop for Cleanup {
@@ -199,16 +203,30 @@ impl Drop for Cleanup {
                 handle.block_on(async move {
                     let api: Api<Namespace> = Api::all(client);
                     let _ = api.delete(NS, &DeleteParams::background()).await;
+                    // Gone before the next test of deploy/node applies it again.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+                    while std::time::Instant::now() < deadline {
+                        if matches!(api.get_opt(NS).await, Ok(None)) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 })
             });
         }
     }
 }
 
-fn apply(file: &str, edit: impl FnOnce(&mut Value)) {
+/// Applies every document of a deploy/node file, each edited by `edit`.
+fn apply(file: &str, mut edit: impl FnMut(&mut Value)) {
+    use serde::Deserialize;
     let text = std::fs::read_to_string(format!("{ROOT}/deploy/node/{file}")).unwrap();
-    let mut v: Value = serde_yaml_ng::from_str(&text).unwrap();
-    edit(&mut v);
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut v = Value::deserialize(doc).unwrap();
+        edit(&mut v);
+        docs.push(serde_json::to_string(&v).unwrap());
+    }
     let mut child = kubectl()
         .args(["apply", "--server-side", "-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -221,7 +239,7 @@ fn apply(file: &str, edit: impl FnOnce(&mut Value)) {
         .stdin
         .take()
         .unwrap()
-        .write_all(serde_json::to_string(&v).unwrap().as_bytes())
+        .write_all(docs.join("\n---\n").as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -233,6 +251,7 @@ fn apply(file: &str, edit: impl FnOnce(&mut Value)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_job_of_deploy_node_reaches_the_hosts_verdicts_from_a_pod() {
+    let _alone = NODE_NAMESPACE.lock().await;
     let client = client().await;
     let _cleanup = Cleanup(client.clone());
     for file in [
@@ -608,4 +627,151 @@ async fn the_api_view_judges_mirror_pods_and_probes_node_authorization() {
         },
     )
     .await;
+}
+
+const OPENREPORTS: &str = "github.com/openreports/reports-api@v0.2.1";
+
+/// The OpenReports ClusterReport CRD, from its Go module (as tests/reports_e2e.rs does).
+async fn install_cluster_report_crd(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let out = Command::new(format!("{ROOT}/scripts/go-module-file"))
+        .args([OPENREPORTS, "config/crd/openreports.io_clusterreports.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = std::fs::read_to_string(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    common::apply_yaml(&crds, "palisade-tests", &yaml).await;
+    let reports = Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &palisade::node::cluster_report::cluster_report_resource(),
+    );
+    wait_for("ClusterReports served", Duration::from_secs(60), || async {
+        reports.list(&Default::default()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+/// deploy/node's DaemonSet, as a pod of the real node, publishes its node's report (the same
+/// verdicts as the host run); with a token bound to that pod, writing another node's report
+/// is refused by deploy/node's admission policy, writing its own is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_daemonset_publishes_its_own_report_and_no_other() {
+    let _alone = NODE_NAMESPACE.lock().await;
+    let client = client().await;
+    let _cleanup = Cleanup(client.clone());
+    install_cluster_report_crd(&client).await;
+    for file in [
+        "namespace.yaml",
+        "serviceaccount.yaml",
+        "networkpolicy.yaml",
+        "rbac.yaml",
+        "admission.yaml",
+    ] {
+        apply(file, |_| {});
+    }
+    apply("daemonset.yaml", |ds| {
+        let c = &mut ds["spec"]["template"]["spec"]["containers"][0];
+        common::node::use_local_image(c);
+        c["args"].as_array_mut().unwrap().push(json!(test_plane()));
+    });
+    let node = node_name();
+    let name = format!("palisade-node-{node}");
+    let reports = Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &palisade::node::cluster_report::cluster_report_resource(),
+    );
+    let _ = reports.delete(&name, &DeleteParams::default()).await;
+    let published = wait_for(
+        "the node's ClusterReport",
+        Duration::from_secs(180),
+        || async { reports.get_opt(&name).await.ok().flatten() },
+    )
+    .await;
+    let published: BTreeMap<String, String> = published.data["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let status = match r["result"].as_str().unwrap() {
+                "skip" => "not-assessable",
+                other => other,
+            };
+            (r["rule"].as_str().unwrap().to_string(), status.to_string())
+        })
+        .collect();
+    let host: BTreeMap<String, String> = by_rule(&host_report())
+        .into_iter()
+        .map(|(k, v)| (k, v["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(published, host);
+    assert_eq!(
+        published_scope(&reports, &name).await,
+        json!({"apiVersion": "v1", "kind": "Node", "name": node})
+    );
+
+    // The forgery: the agent's identity, bound to its pod, writing another node's report.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
+    let pod = pods
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=palisade-node"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("the DaemonSet's pod");
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    common::bound_service_account_kubeconfig(
+        &client,
+        NS,
+        "palisade-node",
+        Some(&kube::ResourceExt::name_any(&pod)),
+        kubeconfig.path(),
+    )
+    .await;
+    let agent = {
+        let file = kube::config::Kubeconfig::read_from(kubeconfig.path()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    };
+    let as_agent = Api::<kube::api::DynamicObject>::all_with(
+        agent,
+        &palisade::node::cluster_report::cluster_report_resource(),
+    );
+    let report = |name: &str| {
+        json!({"apiVersion": "openreports.io/v1alpha1", "kind": "ClusterReport",
+               "metadata": {"name": name}, "results": []})
+    };
+    let ssa = kube::api::PatchParams::apply("forger").force();
+    let forged = as_agent
+        .patch(
+            "palisade-node-another-node",
+            &ssa,
+            &kube::api::Patch::Apply(report("palisade-node-another-node")),
+        )
+        .await
+        .expect_err("another node's report must be refused");
+    assert!(
+        forged.to_string().contains("only its own node's report"),
+        "{forged}"
+    );
+    as_agent
+        .patch(&name, &ssa, &kube::api::Patch::Apply(report(&name)))
+        .await
+        .expect("its own report is its to write");
+    assert!(reports
+        .get_opt("palisade-node-another-node")
+        .await
+        .unwrap()
+        .is_none());
+    let _ = reports.delete(&name, &DeleteParams::default()).await;
+}
+async fn published_scope(reports: &Api<kube::api::DynamicObject>, name: &str) -> Value {
+    reports.get(name).await.unwrap().data["scope"].clone()
 }

@@ -406,7 +406,7 @@ async fn the_control_plane_is_published_as_cluster_reports_and_metrics() {
     let client = common::client().await;
     install_crd(&client).await;
     install_openreports_crd(&client).await;
-    let cluster_reports = palisade::controller::control_plane::cluster_report_resource();
+    let cluster_reports = palisade::node::cluster_report::cluster_report_resource();
     install_module_crd(
         &client,
         "config/crd/openreports.io_clusterreports.yaml",

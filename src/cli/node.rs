@@ -1,4 +1,5 @@
 use clap::Args;
+use palisade::node::cluster_report;
 use palisade::node::host::Host;
 use palisade::node::report::{self, NodeFormat};
 use palisade::policy::rules::Severity;
@@ -31,6 +32,44 @@ pub struct NodeArgs {
     /// DaemonSet's mode); without it, check once and exit.
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
     interval: Option<u64>,
+    /// Also publish each report as the OpenReports ClusterReport `palisade-node-<node>` (with
+    /// --interval: whenever it changes). Uses KUBECONFIG or, in a pod, its ServiceAccount
+    /// (deploy/node); needs the clusterreports.openreports.io CRD.
+    #[arg(long)]
+    publish: bool,
+}
+
+/// Writes reports to the cluster (`--publish`).
+struct Publisher {
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+}
+
+impl Publisher {
+    fn connect() -> Result<Publisher, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let client = runtime.block_on(async {
+            let config = kube::Config::infer()
+                .await
+                .map_err(|e| format!("--publish: no cluster configuration: {e}"))?;
+            kube::Client::try_from(config).map_err(|e| format!("--publish: {e}"))
+        })?;
+        Ok(Publisher { runtime, client })
+    }
+
+    fn publish(&self, report: &palisade::node::NodeReport) -> Result<(), String> {
+        let body = cluster_report::build(report, cluster_report::NODE);
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.runtime
+            .block_on(cluster_report::apply(&self.client, &body))
+            .map_err(|e| format!("publishing ClusterReport {name}: {e}"))
+    }
 }
 
 pub fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -48,17 +87,34 @@ pub fn run(args: NodeArgs) -> ExitCode {
     let name = args
         .node_name
         .unwrap_or_else(|| palisade::node::node_name(&host));
+    let publisher = match args.publish.then(Publisher::connect).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::input_error();
+        }
+    };
     if let Some(seconds) = args.interval {
-        let mut last = None;
+        let (mut printed, mut published) = (None, None);
         loop {
             let report = palisade::node::inspect(&host, &name);
             // Only the verdicts count as a change, not the pids of restarted components.
             let verdicts = serde_json::to_string(&report.results).unwrap_or_default();
-            if last.as_ref() != Some(&verdicts) {
+            if printed.as_ref() != Some(&verdicts) {
                 if let Err(code) = print(args.format, &report) {
                     return code;
                 }
-                last = Some(verdicts);
+                printed = Some(verdicts.clone());
+            }
+            // A failed write is retried at the next round, changed or not.
+            if let Some(p) = publisher
+                .as_ref()
+                .filter(|_| published != Some(verdicts.clone()))
+            {
+                match p.publish(&report) {
+                    Ok(()) => published = Some(verdicts),
+                    Err(e) => eprintln!("error: {e}; retrying in {seconds} s"),
+                }
             }
             std::thread::sleep(std::time::Duration::from_secs(seconds));
         }
@@ -66,6 +122,12 @@ pub fn run(args: NodeArgs) -> ExitCode {
     let report = palisade::node::inspect(&host, &name);
     if let Err(code) = print(args.format, &report) {
         return code;
+    }
+    if let Some(p) = &publisher {
+        if let Err(e) = p.publish(&report) {
+            eprintln!("error: {e}");
+            return super::input_error();
+        }
     }
     if report.components.is_empty() {
         eprintln!(

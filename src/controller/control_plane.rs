@@ -8,111 +8,15 @@
 
 use crate::metrics::{ControlPlaneLabels, Metrics};
 use crate::node::api_view;
-use crate::node::{NodeReport, Status};
-use crate::policy::desired::{
-    gitops_annotations, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use crate::node::cluster_report::{self, cluster_report_resource, CONTROL_PLANE, REPORT_LABEL};
+use crate::node::NodeReport;
+use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Labels every control-plane report carries (with Palisade's managed-by label).
-pub const REPORT_LABEL: &str = "palisade.dev/report";
-pub const REPORT_VALUE: &str = "control-plane";
-
-/// The OpenReports `ClusterReport` kind.
-pub fn cluster_report_resource() -> ApiResource {
-    ApiResource {
-        group: "openreports.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "openreports.io/v1alpha1".into(),
-        kind: "ClusterReport".into(),
-        plural: "clusterreports".into(),
-    }
-}
-
-/// `palisade-control-plane-<node>` as an object name: lowercase, other characters as `-`.
-pub fn report_name(node: &str) -> String {
-    let node = node.strip_suffix(" (probed)").unwrap_or(node);
-    let cleaned: String = node
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '.' | '-') => c,
-            _ => '-',
-        })
-        .collect();
-    let mut name = format!("palisade-control-plane-{cleaned}");
-    name.truncate(253);
-    name.trim_end_matches(['-', '.']).to_string()
-}
-
-fn outcome(status: Status) -> &'static str {
-    match status {
-        Status::Pass => "pass",
-        Status::Fail => "fail",
-        Status::NotAssessable => "skip",
-    }
-}
-
-/// The ClusterReport of one node report (or of the probes). No timestamps: an unchanged
-/// control plane costs no write.
-pub fn build(report: &NodeReport) -> Value {
-    let results: Vec<Value> = report
-        .results
-        .iter()
-        .map(|r| {
-            let mut properties = serde_json::Map::new();
-            properties.insert("component".into(), r.component.to_string().into());
-            for (k, v) in [("actual", &r.outcome.actual), ("source", &r.outcome.source)] {
-                if let Some(v) = v {
-                    properties.insert(k.into(), v.clone().into());
-                }
-            }
-            if !r.outcome.reason.is_empty() {
-                properties.insert("reason".into(), r.outcome.reason.clone().into());
-            }
-            json!({
-                "source": "palisade",
-                "policy": "cis-kubernetes-benchmark-v1.12",
-                "rule": r.rule,
-                "category": r.component.to_string(),
-                "severity": r.severity.as_str(),
-                "result": outcome(r.outcome.status),
-                "scored": true,
-                "message": r.title,
-                "properties": properties,
-            })
-        })
-        .collect();
-    let mut labels = BTreeMap::new();
-    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string());
-    labels.insert(REPORT_LABEL.to_string(), REPORT_VALUE.to_string());
-    let mut doc = json!({
-        "apiVersion": "openreports.io/v1alpha1",
-        "kind": "ClusterReport",
-        "metadata": {
-            "name": report_name(&report.node),
-            "labels": labels,
-            "annotations": gitops_annotations(),
-        },
-        "source": "palisade",
-        "summary": {
-            "pass": report.count(Status::Pass),
-            "fail": report.count(Status::Fail),
-            "skip": report.count(Status::NotAssessable),
-            "warn": 0,
-            "error": 0,
-        },
-        "results": results,
-    });
-    if !report.components.is_empty() {
-        doc["scope"] = json!({"apiVersion": "v1", "kind": "Node", "name": report.node});
-    }
-    doc
-}
 
 /// Sets the outcome counts (stale rule/outcome pairs are cleared, not left at old values).
 pub fn record(metrics: &Metrics, reports: &[NodeReport]) {
@@ -165,21 +69,19 @@ async fn publish_reports(
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_report_resource());
     let wanted: BTreeMap<String, Value> = reports
         .iter()
-        .map(|r| (report_name(&r.node), build(r)))
+        .map(|r| {
+            let name = cluster_report::report_name(CONTROL_PLANE, &r.node);
+            (name, cluster_report::build(r, CONTROL_PLANE))
+        })
         .collect();
     for (name, body) in &wanted {
         if written.get(name) == Some(body) {
             continue;
         }
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await?;
+        cluster_report::apply(client, body).await?;
         written.insert(name.clone(), body.clone());
     }
-    let ours = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{REPORT_LABEL}={REPORT_VALUE}");
+    let ours = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{REPORT_LABEL}={CONTROL_PLANE}");
     for old in api.list(&ListParams::default().labels(&ours)).await?.items {
         let name = old.name_any();
         if !wanted.contains_key(&name) {
@@ -198,19 +100,20 @@ mod tests {
 
     #[test]
     fn reports_are_named_after_nodes_and_hold_every_outcome() {
+        use cluster_report::{build, report_name};
         assert_eq!(
-            report_name("api-server (probed)"),
+            report_name(CONTROL_PLANE, "api-server (probed)"),
             "palisade-control-plane-api-server"
         );
         assert_eq!(
-            report_name("Node_1.example"),
-            "palisade-control-plane-node-1.example"
+            report_name(cluster_report::NODE, "Node_1.example"),
+            "palisade-node-node-1.example"
         );
         let probes = probe_report(
             Outcome::fail(Some("200".into()), Some("GET /version".into()), "on".into()),
             Outcome::not_assessable("the SubjectAccessReview failed: 403"),
         );
-        let doc = build(&probes);
+        let doc = build(&probes, CONTROL_PLANE);
         assert_eq!(doc["summary"]["fail"], 1);
         assert_eq!(doc["summary"]["skip"], 1);
         assert_eq!(doc["results"][0]["rule"], "cis.1.2.1");

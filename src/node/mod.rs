@@ -7,6 +7,7 @@
 
 pub mod api_view;
 pub mod checks;
+pub mod cluster_report;
 pub mod component;
 mod files;
 pub mod flags;

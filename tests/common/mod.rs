@@ -361,14 +361,34 @@ pub async fn service_account_kubeconfig(
     name: &str,
     path: &std::path::Path,
 ) {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    bound_service_account_kubeconfig(client, namespace, name, None, path).await
+}
+
+/// As [`service_account_kubeconfig`], with the token bound to pod `pod` of the namespace when
+/// given (the API server then knows the pod's node: user extra
+/// `authentication.kubernetes.io/node-name`, as for the pod's own mounted token).
+pub async fn bound_service_account_kubeconfig(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    pod: Option<&str>,
+    path: &std::path::Path,
+) {
+    use k8s_openapi::api::authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec,
+    };
     use k8s_openapi::api::core::v1::ServiceAccount;
     let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![],
-            expiration_seconds: Some(4 * 3600),
-            ..Default::default()
+            expiration_seconds: Some(if pod.is_some() { 600 } else { 4 * 3600 }),
+            bound_object_ref: pod.map(|p| BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(p.into()),
+                uid: None,
+            }),
         },
         ..Default::default()
     };

@@ -533,6 +533,31 @@ const KINDS: &[(&str, &str, Decoder)] = &[
         "AppArmorProfile",
         Decoder::AppArmorProfile,
     ),
+    (
+        "security.istio.io/v1",
+        "PeerAuthentication",
+        Decoder::PeerAuthentication,
+    ),
+    (
+        "security.istio.io/v1beta1",
+        "PeerAuthentication",
+        Decoder::PeerAuthentication,
+    ),
+    (
+        "networking.istio.io/v1",
+        "DestinationRule",
+        Decoder::DestinationRule,
+    ),
+    (
+        "networking.istio.io/v1beta1",
+        "DestinationRule",
+        Decoder::DestinationRule,
+    ),
+    (
+        "networking.istio.io/v1alpha3",
+        "DestinationRule",
+        Decoder::DestinationRule,
+    ),
 ];
 
 /// How Palisade reads one apiVersion/kind, if it reads it at all.
@@ -554,7 +579,12 @@ pub fn api_version_of(kind: &str) -> Option<&'static str> {
 /// Every (apiVersion, kind) Palisade audits, in the order of [`KINDS`]: what a live-cluster
 /// audit lists.
 pub fn audited_kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
-    KINDS.iter().map(|(a, k, _)| (*a, *k))
+    // A kind read at several versions is listed once, at the first (the served one).
+    KINDS
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, k, _))| !KINDS[..*i].iter().any(|(_, seen, _)| seen == k))
+        .map(|(_, (a, k, _))| (*a, *k))
 }
 
 /// Whether Palisade reads this kind at some apiVersion.
@@ -582,6 +612,8 @@ enum Decoder {
     ClusterRoleBinding,
     SeccompProfile,
     AppArmorProfile,
+    PeerAuthentication,
+    DestinationRule,
 }
 
 /// Decodes into the object for decoder `$d`, calling the generic `$f(args)` for the concrete type.
@@ -608,6 +640,8 @@ macro_rules! decode_with {
             D::ClusterRoleBinding => Object::ClusterRoleBinding($f($($arg),*)?),
             D::SeccompProfile => Object::SeccompProfile($f($($arg),*)?),
             D::AppArmorProfile => Object::AppArmorProfile($f($($arg),*)?),
+            D::PeerAuthentication => Object::PeerAuthentication(Box::new($f($($arg),*)?)),
+            D::DestinationRule => Object::DestinationRule(Box::new($f($($arg),*)?)),
         }
     }};
 }

@@ -127,6 +127,10 @@ pub fn run(args: AuditArgs) -> ExitCode {
                 for kind in summary.served.iter().filter_map(|k| ProfileKind::of(k)) {
                     auditor.add_profiles(kind, []);
                 }
+                let istio = ["PeerAuthentication", "DestinationRule"];
+                if summary.served.iter().any(|k| istio.contains(k)) {
+                    auditor.set_mesh_present();
+                }
             }
             Err(e) => {
                 eprintln!("error: {}: {e}", session.server());

@@ -7,6 +7,7 @@
 use crate::crd::SecurityBaseline;
 use crate::metrics::{Metrics, WatchLabels};
 use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::policy::mesh::istio::{DestinationRule, PeerAuthentication};
 use crate::policy::spo::{AppArmorProfile, SeccompProfile};
 use crate::policy::workload::controlled_by_workload;
 use futures::{Stream, StreamExt};
@@ -93,6 +94,8 @@ macro_rules! trim_meta {
     )*};
 }
 trim_meta!(
+    PeerAuthentication,
+    DestinationRule,
     SeccompProfile,
     AppArmorProfile,
     EndpointSlice,
@@ -434,6 +437,10 @@ watched_kinds! {
     /// references are judged against them.
     seccomp_profiles: SeccompProfile, all, all, every, optional;
     apparmor_profiles: AppArmorProfile, all, all, every, optional;
+    /// Istio, where its CRDs are installed. A mesh-wide policy (root namespace) concerns every
+    /// baseline; a DestinationRule, the baselines covering its namespace.
+    peer_authentications: PeerAuthentication, all, all, every, optional;
+    destination_rules: DestinationRule, all, all, object, optional;
 }
 
 /// Whether this replica reconciles (holds the lease, or runs without election). Until then its

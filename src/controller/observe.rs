@@ -160,6 +160,23 @@ pub fn audit(
     for b in snap.cluster_role_bindings.iter() {
         auditor.add(Object::ClusterRoleBinding((**b).clone()), None);
     }
+    // Every PeerAuthentication counts (mesh-wide ones live in istio-system, rarely covered);
+    // the findings are only about covered workloads and DestinationRules.
+    if let Some(policies) = &snap.peer_authentications {
+        auditor.set_mesh_present();
+        for p in policies.iter() {
+            auditor.add(Object::PeerAuthentication(Box::new((**p).clone())), None);
+        }
+    }
+    if let Some(rules) = &snap.destination_rules {
+        auditor.set_mesh_present();
+        for r in rules
+            .iter()
+            .filter(|r| in_scope(r.metadata.namespace.as_deref()))
+        {
+            auditor.add(Object::DestinationRule(Box::new((**r).clone())), None);
+        }
+    }
     if let Some(profiles) = &snap.seccomp_profiles {
         let names = profiles.iter().map(|p| p.localhost_name());
         auditor.add_profiles(ProfileKind::Seccomp, names);

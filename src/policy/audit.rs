@@ -118,6 +118,8 @@ pub struct Auditor<'b> {
     profiles: BTreeMap<ProfileKind, BTreeSet<String>>,
     /// Localhost profiles workloads run under, judged once every profile has been seen.
     localhost_refs: Vec<PendingProfileRef>,
+    /// Workloads and Istio policies for the mesh findings.
+    mesh: super::mesh::MeshBuilder,
 }
 
 /// A workload's Localhost profile, to be judged against the profiles in [`Auditor::finish`].
@@ -178,6 +180,7 @@ impl<'b> Auditor<'b> {
             strings: Interner::default(),
             profiles: BTreeMap::new(),
             localhost_refs: Vec::new(),
+            mesh: Default::default(),
         }
     }
 
@@ -186,6 +189,11 @@ impl<'b> Auditor<'b> {
     /// to profiles of that kind that do not exist are reported.
     pub fn add_profiles(&mut self, kind: ProfileKind, names: impl IntoIterator<Item = String>) {
         self.profiles.entry(kind).or_default().extend(names);
+    }
+
+    /// Istio is installed (its kinds are served): the mesh rules apply even with no Istio object.
+    pub fn set_mesh_present(&mut self) {
+        self.mesh.set_present();
     }
 
     /// Evaluates `rbac.unused-permission` against this usage.
@@ -253,6 +261,13 @@ impl<'b> Auditor<'b> {
             Object::AppArmorProfile(p) => {
                 self.add_profiles(ProfileKind::AppArmor, [p.localhost_name()])
             }
+            Object::PeerAuthentication(pa) => {
+                if let Some(ns) = &pa.metadata.namespace {
+                    self.saw_namespace(ns);
+                }
+                self.mesh.add_peer_authentication(*pa)
+            }
+            Object::DestinationRule(dr) => self.mesh.add_destination_rule(&dr, source),
         }
         if let Some(src) = source {
             for f in &mut self.findings[before..] {
@@ -277,6 +292,8 @@ impl<'b> Auditor<'b> {
             Object::RoleBinding(o) => ("RoleBinding", &o.metadata),
             Object::SeccompProfile(o) => ("SeccompProfile", &o.metadata),
             Object::AppArmorProfile(o) => ("AppArmorProfile", &o.metadata),
+            Object::PeerAuthentication(o) => ("PeerAuthentication", &o.metadata),
+            Object::DestinationRule(o) => ("DestinationRule", &o.metadata),
         };
         let Some(annotations) = meta.annotations.as_ref() else {
             return;
@@ -402,6 +419,7 @@ impl<'b> Auditor<'b> {
         let automount = hardening::check(&pod, self.baseline, &mut out);
         profiles::check(&pod, self.baseline, &mut out);
         self.push_violations(out, &object, pod.labels);
+        self.mesh.add_workload(&object, &pod, source);
         for r in profiles::localhost_refs(&pod) {
             self.localhost_refs.push(PendingProfileRef {
                 object: object.clone(),
@@ -483,6 +501,7 @@ impl<'b> Auditor<'b> {
     /// Runs the joins and returns the report.
     pub fn finish(mut self) -> AuditReport {
         self.profile_findings();
+        self.mesh_findings();
         // Token automount now that every ServiceAccount has been seen.
         for p in std::mem::take(&mut self.pending_automount) {
             let disabled = self
@@ -583,6 +602,22 @@ impl<'b> Auditor<'b> {
             }
             if let Some(mut f) = self.exempt_or_keep(p.reference.violation, &p.object, &p.labels) {
                 f.source = p.source;
+                self.keep(f);
+            }
+        }
+    }
+
+    /// mTLS modes, sidecars and client TLS, once every namespace and policy has been seen.
+    fn mesh_findings(&mut self) {
+        let mesh = std::mem::take(&mut self.mesh);
+        let namespaces = &self.namespaces;
+        let found = mesh.finish(|ns| namespaces.get(ns).cloned().flatten());
+        for m in found {
+            if let Some(mut f) = self.exempt_or_keep(m.violation, &m.object, &m.labels) {
+                f.source = m.source;
+                if let Some(severity) = m.severity {
+                    f.severity = severity;
+                }
                 self.keep(f);
             }
         }
@@ -758,7 +793,9 @@ fn joined_ref(object: &Object) -> Option<ObjectRef> {
         | Object::Service(_)
         | Object::NetworkPolicy(_)
         | Object::SeccompProfile(_)
-        | Object::AppArmorProfile(_) => return None,
+        | Object::AppArmorProfile(_)
+        | Object::PeerAuthentication(_)
+        | Object::DestinationRule(_) => return None,
         Object::Namespace(o) => ("Namespace", &o.metadata),
         Object::Role(o) => ("Role", &o.metadata),
         Object::ClusterRole(o) => ("ClusterRole", &o.metadata),

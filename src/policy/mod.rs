@@ -7,6 +7,7 @@ pub mod desired;
 pub mod exposure;
 pub mod finding;
 pub mod hardening;
+pub mod mesh;
 pub mod netpol;
 pub mod network;
 pub mod object;

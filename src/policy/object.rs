@@ -1,5 +1,6 @@
 //! Every kind the engine reads, typed.
 
+use super::mesh::istio::{DestinationRule, PeerAuthentication};
 use super::spo::{AppArmorProfile, SeccompProfile};
 use super::workload::Workload;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
@@ -20,4 +21,6 @@ pub enum Object {
     ClusterRoleBinding(ClusterRoleBinding),
     SeccompProfile(SeccompProfile),
     AppArmorProfile(AppArmorProfile),
+    PeerAuthentication(Box<PeerAuthentication>),
+    DestinationRule(Box<DestinationRule>),
 }

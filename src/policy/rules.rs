@@ -143,6 +143,10 @@ rules! {
     ServiceExternalIps => "network.service-external-ips", High, Network, "CVE-2020-8554", "Services must not set externalIPs";
     ServiceLoadBalancer => "network.service-load-balancer", High, Network, "NSA/CISA Kubernetes Hardening Guide: network separation", "LoadBalancer Services must be restricted to the sources that need them (severity by exposure)";
     ServiceNodePort => "network.service-node-port", Medium, Network, "NSA/CISA Kubernetes Hardening Guide: network separation", "NodePort Services must not expose pods on every node";
+    MeshMtlsPermissive => "mesh.mtls-permissive", Medium, Network, "Istio security best practices: mutual TLS STRICT (man in the middle)", "workloads in the mesh must accept only mutual TLS (STRICT)";
+    MeshMtlsDisabled => "mesh.mtls-disabled", High, Network, "Istio security best practices: mutual TLS STRICT (man in the middle)", "workloads in the mesh must not disable mutual TLS";
+    MeshNoSidecar => "mesh.no-sidecar", Medium, Network, "Istio security best practices: every workload in the mesh", "workloads of covered namespaces must be in the mesh (sidecar or ambient) where a mesh runs";
+    MeshClientTls => "mesh.destination-rule-tls", High, Network, "Istio security best practices: ISTIO_MUTUAL towards in-mesh hosts", "DestinationRules must not send plain text or one-way TLS to in-mesh hosts (severity by mode)";
     AllowSelectsNothing => "network.allow-selects-nothing", Low, Network, "Palisade: spec.network.allow", "a declared allow rule must select the pods and peers it names";
     ExemptionExpired => "exemption.expired", Low, Baseline, "Palisade: exemptions", "expired exemptions must be renewed or removed";
     AcceptedRiskInvalid => "accepted-risk.invalid", Low, Baseline, "Palisade: accepted-risk annotations", "accepted-risk annotations need a known rule, a reason of 10+ characters and a ClusterRole or ClusterRoleBinding";

@@ -1,0 +1,236 @@
+//! Service-mesh mTLS on the real local control plane with Istio's real CRDs (from the
+//! istio.io/api Go module): the operator runs before they exist (nothing judged, nothing
+//! failing), picks them up without a restart, and reports each effective-mode case as the
+//! PeerAuthentications and DestinationRules change. The CRDs are removed at the end, so the
+//! other test binaries see no mesh.
+#![cfg(feature = "e2e")]
+
+mod common;
+
+use common::baseline::{apply_baseline, converged, get_baseline, ID_LABEL, TEST_LABEL};
+use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use palisade::crd::SecurityBaselineStatus;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+/// Found at the watcher's next retry: its back-off tops out at 30 s.
+const CRD_DEADLINE: Duration = Duration::from_secs(120);
+const ISTIO_API: &str = "istio.io/api@v1.27.0";
+const ISTIO_CRDS: &str = "kubernetes/customresourcedefinitions.gen.yaml";
+const WATCHED: &[&str] = &[
+    "peerauthentications.security.istio.io",
+    "destinationrules.networking.istio.io",
+];
+
+fn istio_crds() -> String {
+    let out = std::process::Command::new(format!("{ROOT}/scripts/go-module-file"))
+        .args([ISTIO_API, ISTIO_CRDS])
+        .output()
+        .expect("scripts/go-module-file");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+}
+
+/// Deletes Istio's CRDs (now, and when the test ends, pass or fail).
+struct IstioCrds(Client);
+
+impl IstioCrds {
+    /// Every CRD the file installs.
+    fn names() -> Vec<String> {
+        use serde::Deserialize;
+        serde_yaml_ng::Deserializer::from_str(&istio_crds())
+            .filter_map(|doc| serde_json::Value::deserialize(doc).ok())
+            .filter_map(|v| v["metadata"]["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    async fn remove(client: &Client) {
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let names = IstioCrds::names();
+        assert!(names.len() >= WATCHED.len(), "{names:?}");
+        for name in &names {
+            let _ = api.delete(name, &DeleteParams::default()).await;
+        }
+        wait_for("no Istio CRD", DEADLINE, || async {
+            for name in &names {
+                if api.get_opt(name).await.ok()?.is_some() {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+    }
+
+    async fn install(client: &Client) {
+        common::apply_documents(client, &istio_crds()).await;
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for name in WATCHED {
+            wait_for(&format!("{name} established"), DEADLINE, || async {
+                let crd = api.get(name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for IstioCrds {
+    fn drop(&mut self) {
+        let client = self.0.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            tokio::task::block_in_place(|| handle.block_on(IstioCrds::remove(&client)));
+        }
+    }
+}
+
+fn mesh_findings(s: &SecurityBaselineStatus) -> BTreeSet<(String, String)> {
+    s.top_violations
+        .iter()
+        .filter(|v| v.rule.starts_with("mesh."))
+        .map(|v| (v.rule.clone(), v.name.clone()))
+        .collect()
+}
+
+fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|(r, n)| (r.to_string(), n.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effective_mtls_modes_are_reported_once_istio_is_installed() {
+    let client = common::client().await;
+    install_crd(&client).await;
+    IstioCrds::remove(&client).await;
+    let _cleanup = IstioCrds(client.clone());
+    let id = unique("mesh");
+    let meshed = TestNamespace::new(
+        &client,
+        "mesh",
+        &[(TEST_LABEL, &id), ("istio-injection", "enabled")],
+    )
+    .await;
+    let plain = TestNamespace::new(&client, "plain", &[(TEST_LABEL, &id)]).await;
+    for (ns, name) in [
+        (&meshed.name, "web"),
+        (&meshed.name, "db"),
+        (&plain.name, "legacy"),
+    ] {
+        let d: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}},
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+    }
+    let quiet = json!({
+        "podSecurity": {"level": "privileged", "readOnlyRootFilesystem": false,
+                        "automountServiceAccountToken": true, "forbidDefaultServiceAccount": false},
+        "network": {"defaultDeny": []},
+        "rbac": {"audit": false},
+    });
+    apply_baseline(&client, &id, &id, &id, quiet).await;
+    let mut op = Operator::start(&["--baseline-selector", &format!("{ID_LABEL}={id}")]);
+    op.wait_ready().await;
+    let findings = |want: BTreeSet<(String, String)>, deadline: Duration| {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            wait_for(&format!("mesh findings {want:?}"), deadline, || async {
+                let s = converged(&get_baseline(&client, &id).await?)?;
+                (mesh_findings(&s) == want).then_some(())
+            })
+            .await
+        }
+    };
+    // No Istio: nothing about the mesh.
+    findings(set(&[]), DEADLINE).await;
+
+    IstioCrds::install(&client).await;
+    // Istio, no policy: PERMISSIVE in the meshed namespace, no sidecar in the plain one.
+    let permissive = set(&[
+        ("mesh.mtls-permissive", "web"),
+        ("mesh.mtls-permissive", "db"),
+        ("mesh.no-sidecar", "legacy"),
+    ]);
+    findings(permissive, CRD_DEADLINE).await;
+    let peer = |name: &str, spec: serde_json::Value| {
+        json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+               "metadata": {"name": name, "namespace": meshed.name}, "spec": spec})
+    };
+    // Namespace STRICT clears both; a workload policy with a PERMISSIVE port brings db back.
+    common::apply_value(
+        &client,
+        &peer("default", json!({"mtls": {"mode": "STRICT"}})),
+    )
+    .await;
+    findings(set(&[("mesh.no-sidecar", "legacy")]), DEADLINE).await;
+    common::apply_value(
+        &client,
+        &peer(
+            "db",
+            json!({"selector": {"matchLabels": {"app": "db"}}, "mtls": {"mode": "UNSET"},
+                   "portLevelMtls": {"5432": {"mode": "PERMISSIVE"}}}),
+        ),
+    )
+    .await;
+    findings(
+        set(&[
+            ("mesh.mtls-permissive", "db"),
+            ("mesh.no-sidecar", "legacy"),
+        ]),
+        DEADLINE,
+    )
+    .await;
+    // DISABLE namespace-wide; a client told to send plain text to db.
+    common::apply_value(
+        &client,
+        &peer("default", json!({"mtls": {"mode": "DISABLE"}})),
+    )
+    .await;
+    common::apply_value(
+        &client,
+        &json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                "metadata": {"name": "db-plain", "namespace": meshed.name},
+                "spec": {"host": "db", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}}),
+    )
+    .await;
+    findings(
+        set(&[
+            ("mesh.mtls-disabled", "web"),
+            // db's own policy is UNSET: it inherits DISABLE, and keeps its PERMISSIVE port.
+            ("mesh.mtls-disabled", "db"),
+            ("mesh.mtls-permissive", "db"),
+            ("mesh.destination-rule-tls", "db-plain"),
+            ("mesh.no-sidecar", "legacy"),
+        ]),
+        DEADLINE,
+    )
+    .await;
+    // Istio removed: nothing judged again, without a restart.
+    IstioCrds::remove(&client).await;
+    findings(set(&[]), CRD_DEADLINE).await;
+    op.assert_never_forbidden();
+    common::baseline::delete_baseline(&client, &id).await;
+}

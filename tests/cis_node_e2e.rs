@@ -633,19 +633,12 @@ const OPENREPORTS: &str = "github.com/openreports/reports-api@v0.2.1";
 
 /// The OpenReports ClusterReport CRD, from its Go module (as tests/reports_e2e.rs does).
 async fn install_cluster_report_crd(client: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let out = Command::new(format!("{ROOT}/scripts/go-module-file"))
-        .args([OPENREPORTS, "config/crd/openreports.io_clusterreports.yaml"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let yaml = std::fs::read_to_string(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    common::apply_yaml(&crds, "palisade-tests", &yaml).await;
+    common::install_module_crds(
+        client,
+        OPENREPORTS,
+        "config/crd/openreports.io_clusterreports.yaml",
+    )
+    .await;
     let reports = Api::<kube::api::DynamicObject>::all_with(
         client.clone(),
         &palisade::node::cluster_report::cluster_report_resource(),

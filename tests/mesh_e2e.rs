@@ -8,7 +8,7 @@
 mod common;
 
 use common::baseline::{apply_baseline, converged, get_baseline, ID_LABEL, TEST_LABEL};
-use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
+use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, PostParams};
@@ -28,30 +28,13 @@ const WATCHED: &[&str] = &[
     "destinationrules.networking.istio.io",
 ];
 
-fn istio_crds() -> String {
-    let out = std::process::Command::new(format!("{ROOT}/scripts/go-module-file"))
-        .args([ISTIO_API, ISTIO_CRDS])
-        .output()
-        .expect("scripts/go-module-file");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
-}
-
 /// Deletes Istio's CRDs (now, and when the test ends, pass or fail).
 struct IstioCrds(Client);
 
 impl IstioCrds {
     /// Every CRD the file installs.
     fn names() -> Vec<String> {
-        use serde::Deserialize;
-        serde_yaml_ng::Deserializer::from_str(&istio_crds())
-            .filter_map(|doc| serde_json::Value::deserialize(doc).ok())
-            .filter_map(|v| v["metadata"]["name"].as_str().map(str::to_string))
-            .collect()
+        common::crd_names(&common::go_module_file(ISTIO_API, ISTIO_CRDS))
     }
 
     async fn remove(client: &Client) {
@@ -73,19 +56,7 @@ impl IstioCrds {
     }
 
     async fn install(client: &Client) {
-        common::apply_documents(client, &istio_crds()).await;
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for name in WATCHED {
-            wait_for(&format!("{name} established"), DEADLINE, || async {
-                let crd = api.get(name).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            })
-            .await;
-        }
+        common::install_module_crds(client, ISTIO_API, ISTIO_CRDS).await;
     }
 }
 

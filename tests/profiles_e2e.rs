@@ -9,7 +9,7 @@ mod common;
 use common::baseline::{
     apply_baseline, converged, get_baseline, has_finding, ID_LABEL, TEST_LABEL,
 };
-use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
+use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -292,29 +292,8 @@ async fn spo_crds_absent(client: &Client) {
 }
 
 async fn install_spo_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (name, file) in SPO_CRDS {
-        let out = std::process::Command::new(format!("{ROOT}/scripts/go-module-file"))
-            .args([SPO_MODULE, file])
-            .output()
-            .expect("scripts/go-module-file");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = String::from_utf8(out.stdout).unwrap();
-        let yaml = std::fs::read_to_string(path.trim()).unwrap();
-        common::apply_yaml(&api, "palisade-tests", &yaml).await;
-        wait_for(&format!("{name} established"), DEADLINE, || async {
-            let crd = api.get(name).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
+    for (_, file) in SPO_CRDS {
+        common::install_module_crds(client, SPO_MODULE, file).await;
     }
 }
 

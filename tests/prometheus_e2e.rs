@@ -8,7 +8,6 @@ mod common;
 
 use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
@@ -76,32 +75,9 @@ fn helm_monitoring() -> Vec<Value> {
 
 /// Installs one prometheus-operator CRD from the pinned Go module and waits until it is served.
 async fn install_upstream_crd(client: &Client, file: &str, name: &str) {
-    // scripts/go-module-file prints the path of the file in the module cache.
-    let path = output(
-        Command::new(Path::new(ROOT).join("scripts/go-module-file")).args([
-            PROMETHEUS_OPERATOR,
-            &format!("example/prometheus-operator-crd/{file}"),
-        ]),
-    );
-    let yaml = std::fs::read_to_string(path.trim()).unwrap();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    common::apply_yaml(&api, "palisade-tests", &yaml).await;
-    wait_for(
-        &format!("CRD {name} established"),
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let crd = api.get(name).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    let path = format!("example/prometheus-operator-crd/{file}");
+    let names = common::install_module_crds(client, PROMETHEUS_OPERATOR, &path).await;
+    assert_eq!(names, [name]);
 }
 
 async fn install_prometheus_operator_crds(client: &Client) {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
+use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -34,43 +34,18 @@ async fn install_openreports_crd(client: &Client) {
     install_module_crd(
         client,
         "config/crd/openreports.io_reports.yaml",
-        CRD_NAME,
         &reports_api(),
     )
     .await;
 }
 
-async fn install_module_crd(client: &Client, file: &str, crd_name: &str, served: &ApiResource) {
-    let out = std::process::Command::new(format!("{ROOT}/scripts/go-module-file"))
-        .args([MODULE, file])
-        .output()
-        .expect("scripts/go-module-file");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8(out.stdout).unwrap();
-    let yaml = std::fs::read_to_string(path.trim()).unwrap();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    common::apply_yaml(&api, "palisade-tests", &yaml).await;
-    wait_for(
-        "OpenReports CRD established and served",
-        DEADLINE,
-        || async {
-            let crd = api.get(crd_name).await.ok()?;
-            let established = crd
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            let served = Api::<DynamicObject>::all_with(client.clone(), served)
-                .list(&Default::default())
-                .await
-                .is_ok();
-            (established && served).then_some(())
-        },
-    )
+/// A CRD of the OpenReports module, established and served (listing works).
+async fn install_module_crd(client: &Client, file: &str, served: &ApiResource) {
+    common::install_module_crds(client, MODULE, file).await;
+    let api = Api::<DynamicObject>::all_with(client.clone(), served);
+    wait_for("the OpenReports kind served", DEADLINE, || async {
+        api.list(&Default::default()).await.ok().map(|_| ())
+    })
     .await;
 }
 
@@ -410,7 +385,6 @@ async fn the_control_plane_is_published_as_cluster_reports_and_metrics() {
     install_module_crd(
         &client,
         "config/crd/openreports.io_clusterreports.yaml",
-        "clusterreports.openreports.io",
         &cluster_reports,
     )
     .await;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod baseline;
 pub mod desired;
 pub mod exposure;
+mod external;
 pub mod finding;
 pub mod hardening;
 pub mod mesh;

@@ -2,62 +2,23 @@
 //! and, for seccomp, the Localhost path the operator reports. Their specs are the operator's
 //! business; an object without one still names a profile.
 
+use super::external::external_kind;
 use super::profiles::seccomp_localhost_name;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 /// The API group of the Security Profiles Operator.
 pub const GROUP: &str = "security-profiles-operator.x-k8s.io";
 
-macro_rules! spo_kind {
-    ($(#[$doc:meta])* $name:ident, $version:literal, $plural:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-        pub struct $name {
-            #[serde(default)]
-            pub metadata: ObjectMeta,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub status: Option<ProfileStatus>,
-        }
-
-        impl kube::Resource for $name {
-            type DynamicType = ();
-            // Cluster-scoped since v0.9; listed cluster-wide either way.
-            type Scope = kube::core::ClusterResourceScope;
-
-            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-                stringify!($name).into()
-            }
-            fn group(_: &()) -> std::borrow::Cow<'_, str> {
-                GROUP.into()
-            }
-            fn version(_: &()) -> std::borrow::Cow<'_, str> {
-                $version.into()
-            }
-            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-                $plural.into()
-            }
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-
-spo_kind!(
+external_kind!(
     /// `SeccompProfile` (`v1beta1`): installed on nodes as `operator/<name>.json`.
-    SeccompProfile,
-    "v1beta1",
-    "seccompprofiles"
+    /// Cluster-scoped since v0.9; listed cluster-wide either way.
+    SeccompProfile { status: Option<ProfileStatus> },
+    GROUP, "v1beta1", "seccompprofiles", kube::core::ClusterResourceScope
 );
-spo_kind!(
+external_kind!(
     /// `AppArmorProfile` (`v1alpha1`): loaded on nodes under its own name.
-    AppArmorProfile,
-    "v1alpha1",
-    "apparmorprofiles"
+    AppArmorProfile { status: Option<ProfileStatus> },
+    GROUP, "v1alpha1", "apparmorprofiles", kube::core::ClusterResourceScope
 );
 
 /// The part of a profile's status Palisade reads.

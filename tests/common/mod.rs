@@ -561,3 +561,55 @@ pub fn deployment(ns: &str, name: &str, privileged: bool) -> serde_json::Value {
         },
     })
 }
+
+/// The text of file `path` of Go module `module` (`scripts/go-module-file`: the module proxy,
+/// cached in Go's module cache).
+pub fn go_module_file(module: &str, path: &str) -> String {
+    let out = Command::new(format!("{ROOT}/scripts/go-module-file"))
+        .args([module, path])
+        .output()
+        .expect("scripts/go-module-file");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = String::from_utf8(out.stdout).unwrap();
+    std::fs::read_to_string(file.trim()).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// The names of the CustomResourceDefinitions in a YAML stream.
+pub fn crd_names(yaml: &str) -> Vec<String> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .filter_map(|doc| serde_json::Value::deserialize(doc).ok())
+        .filter(|v| v["kind"] == "CustomResourceDefinition")
+        .filter_map(|v| v["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Installs the CRDs of a module's file and waits until each is Established; returns their names.
+pub async fn install_module_crds(client: &Client, module: &str, path: &str) -> Vec<String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let yaml = go_module_file(module, path);
+    apply_documents(client, &yaml).await;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let names = crd_names(&yaml);
+    assert!(!names.is_empty(), "no CRD in {module} {path}");
+    for name in &names {
+        wait_for(
+            &format!("{name} established"),
+            Duration::from_secs(60),
+            || async {
+                let crd = api.get(name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    names
+}

@@ -1,62 +1,19 @@
 //! Istio's PeerAuthentication and DestinationRule, as far as Palisade reads them (the fields
 //! that decide whether traffic between workloads is mutual TLS).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::policy::external::external_kind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-macro_rules! istio_kind {
-    ($(#[$doc:meta])* $name:ident, $spec:ty, $group:literal, $version:literal, $plural:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-        pub struct $name {
-            #[serde(default)]
-            pub metadata: ObjectMeta,
-            #[serde(default)]
-            pub spec: $spec,
-        }
-
-        impl kube::Resource for $name {
-            type DynamicType = ();
-            type Scope = kube::core::NamespaceResourceScope;
-
-            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-                stringify!($name).into()
-            }
-            fn group(_: &()) -> std::borrow::Cow<'_, str> {
-                $group.into()
-            }
-            fn version(_: &()) -> std::borrow::Cow<'_, str> {
-                $version.into()
-            }
-            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-                $plural.into()
-            }
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-
-istio_kind!(
+external_kind!(
     /// `security.istio.io` PeerAuthentication: the mTLS mode workloads accept.
-    PeerAuthentication,
-    PeerAuthenticationSpec,
-    "security.istio.io",
-    "v1",
-    "peerauthentications"
+    PeerAuthentication { spec: PeerAuthenticationSpec },
+    "security.istio.io", "v1", "peerauthentications", kube::core::NamespaceResourceScope
 );
-istio_kind!(
+external_kind!(
     /// `networking.istio.io` DestinationRule: the TLS clients use towards a host.
-    DestinationRule,
-    DestinationRuleSpec,
-    "networking.istio.io",
-    "v1",
-    "destinationrules"
+    DestinationRule { spec: DestinationRuleSpec },
+    "networking.istio.io", "v1", "destinationrules", kube::core::NamespaceResourceScope
 );
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1086,3 +1086,17 @@ fn node_exit_codes_and_formats_on_a_fake_host() {
     let v = Command::new(sarif_validator()).arg(&path).output().unwrap();
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
 }
+
+/// docs/cis-checks.md is the check table as `palisade node --list-checks` prints it.
+#[test]
+fn the_cis_check_reference_is_current() {
+    let out = palisade(&["node", "--list-checks"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read_to_string(format!("{ROOT}/docs/cis-checks.md")).unwrap();
+    assert!(
+        committed == String::from_utf8_lossy(&out.stdout),
+        "docs/cis-checks.md is stale: run `cargo run -- node --list-checks > docs/cis-checks.md`"
+    );
+    let rows = committed.lines().filter(|l| l.starts_with("| `")).count();
+    assert_eq!(rows, palisade::node::checks::CHECKS.len());
+}

@@ -37,6 +37,10 @@ pub struct NodeArgs {
     /// (deploy/node); needs the clusterreports.openreports.io CRD.
     #[arg(long)]
     publish: bool,
+    /// Print every check (rule id, component, severity, what passes) as a Markdown table, and
+    /// exit.
+    #[arg(long)]
+    list_checks: bool,
 }
 
 /// Writes reports to the cluster (`--publish`).
@@ -77,6 +81,10 @@ pub fn parse_severity(s: &str) -> Result<Severity, String> {
 }
 
 pub fn run(args: NodeArgs) -> ExitCode {
+    if args.list_checks {
+        print!("{}", palisade::node::checks::markdown());
+        return ExitCode::SUCCESS;
+    }
     for (what, dir) in [("--host-root", &args.host_root), ("--proc", &args.proc_dir)] {
         if !dir.is_dir() {
             eprintln!("error: {what} {}: not a directory", dir.display());

@@ -312,3 +312,23 @@ checks! {
     "kubelet.protect-kernel-defaults", Kubelet, Low, "the kubelet protects kernel defaults (protectKernelDefaults: CIS 1.8 4.2.6, dropped from 1.12)", is(kubelet("protect-kernel-defaults", "protectKernelDefaults", Some("false"), Some("false")), "true");
     "cis.4.3.1", Proxy, Medium, "kube-proxy metrics are bound to localhost", Test::Setting(Key::with_config("metrics-bind-address", "metricsBindAddress", Some("127.0.0.1:10249"), Some("127.0.0.1:10249")), Want::Loopback);
 }
+
+/// Every check as a Markdown table (docs/cis-checks.md is this, `palisade node --list-checks`).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# The CIS Kubernetes Benchmark checks of `palisade node`\n\n\
+         Generated from the check table (`src/node/checks.rs`) by `palisade node --list-checks`; \
+         `tests/cli.rs` keeps this file current. The id is the CIS Kubernetes Benchmark v1.12 \
+         recommendation (`kubelet.*`: a check the benchmark no longer has). How each value is \
+         found and resolved: docs/cis-node.md.\n\n\
+         | rule | component | severity | passes when |\n|---|---|---|---|\n",
+    );
+    for c in CHECKS {
+        let title = c.title.replace('|', "\\|");
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            c.id, c.component, c.severity, title
+        ));
+    }
+    out
+}

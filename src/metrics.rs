@@ -81,6 +81,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub last_success: Family<BaselineLabels, Gauge>,
     pub control_plane: Family<ControlPlaneLabels, Gauge>,
+    pub node_checks: Family<ControlPlaneLabels, Gauge>,
     registry: Registry,
 }
 
@@ -109,6 +110,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             last_success: Family::default(),
             control_plane: Family::default(),
+            node_checks: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -185,6 +187,11 @@ impl Default for Metrics {
             "control_plane_checks",
             "Control-plane checks from the API server's view (mirror pods, probes): how many reports have each outcome, by rule, severity and status",
             m.control_plane.clone(),
+        );
+        registry.register(
+            "node_checks",
+            "CIS checks of the node agents (their published ClusterReports): how many nodes have each outcome, by rule, severity and status",
+            m.node_checks.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -8,8 +8,9 @@
 
 use crate::metrics::{ControlPlaneLabels, Metrics};
 use crate::node::api_view;
+use crate::node::checks::CHECKS;
 use crate::node::cluster_report::{self, cluster_report_resource, CONTROL_PLANE, REPORT_LABEL};
-use crate::node::NodeReport;
+use crate::node::{NodeReport, Status};
 use crate::policy::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::{Api, Client, ResourceExt};
@@ -57,7 +58,52 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, interval: Duration, publ
             }
             Err(e) => tracing::warn!(error = %e, "control-plane checks failed"),
         }
+        // The node agents' own reports (deploy/node --publish), where any are published.
+        match node_reports(&client).await {
+            Ok(reports) => record_node_reports(&metrics, &reports),
+            Err(e) => tracing::debug!(error = %e, "no node reports to count"),
+        }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// The ClusterReports node agents published (`palisade.dev/report=node`).
+async fn node_reports(client: &Client) -> Result<Vec<DynamicObject>, kube::Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_report_resource());
+    let ours = format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{REPORT_LABEL}={}",
+        cluster_report::NODE
+    );
+    Ok(api.list(&ListParams::default().labels(&ours)).await?.items)
+}
+
+/// How many nodes have each outcome per check, from the node agents' reports. Only results
+/// with a known rule id count (the label set stays the check table's), whoever wrote them.
+pub fn record_node_reports(metrics: &Metrics, reports: &[DynamicObject]) {
+    let mut counts: BTreeMap<ControlPlaneLabels, i64> = BTreeMap::new();
+    for report in reports {
+        let results = report.data["results"].as_array().into_iter().flatten();
+        for r in results {
+            let Some(check) = CHECKS.iter().find(|c| r["rule"] == c.id) else {
+                continue;
+            };
+            let status = match r["result"].as_str() {
+                Some("pass") => Status::Pass,
+                Some("fail") => Status::Fail,
+                Some("skip") => Status::NotAssessable,
+                _ => continue,
+            };
+            let key = ControlPlaneLabels {
+                rule: check.id.to_string(),
+                severity: check.severity.as_str().to_string(),
+                status: status.as_str().to_string(),
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    metrics.node_checks.clear();
+    for (labels, n) in counts {
+        metrics.node_checks.get_or_create(&labels).set(n);
     }
 }
 
@@ -128,5 +174,21 @@ mod tests {
             status: "fail".into(),
         };
         assert_eq!(metrics.control_plane.get_or_create(&fail).get(), 1);
+        // A node agent's report counts per rule; unknown rules (a forged label set) do not.
+        let report: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "openreports.io/v1alpha1", "kind": "ClusterReport",
+            "metadata": {"name": "palisade-node-a"},
+            "results": [{"rule": "cis.4.2.1", "result": "pass"}, {"rule": "made.up", "result": "fail"}],
+        }))
+        .unwrap();
+        record_node_reports(&metrics, &[report.clone(), report]);
+        let pass = ControlPlaneLabels {
+            rule: "cis.4.2.1".into(),
+            severity: "critical".into(),
+            status: "pass".into(),
+        };
+        assert_eq!(metrics.node_checks.get_or_create(&pass).get(), 2);
+        let text = metrics.encode();
+        assert!(!text.contains("made.up"), "{text}");
     }
 }

@@ -913,9 +913,11 @@ async fn random_baselines_from_the_schema_are_rejected_clearly_or_reconciled() {
     );
 
     // Reconciled again without a spec change (an annotation only): nothing is written.
-    wait_for("writes settled", Duration::from_secs(60), || async {
+    // A reconcile that failed (a finalizer update losing a race) retries after a back-off of
+    // seconds: settled means no write for a window longer than that.
+    wait_for("writes settled", Duration::from_secs(90), || async {
         let a = op.metric("palisade_api_writes_total", &[]).await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
         let b = op.metric("palisade_api_writes_total", &[]).await?;
         (a == b).then_some(())
     })
@@ -924,6 +926,13 @@ async fn random_baselines_from_the_schema_are_rejected_clearly_or_reconciled() {
         .metric("palisade_api_writes_total", &[])
         .await
         .unwrap_or(0.0);
+    let by_kind = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("palisade_api_writes_total{"))
+            .map(str::to_string)
+            .collect()
+    };
+    let writes_by_kind = by_kind(op.http_get("/metrics").await.unwrap_or_default().1);
     let reconciles = op
         .metric("palisade_reconciles_total", &[])
         .await
@@ -953,9 +962,10 @@ async fn random_baselines_from_the_schema_are_rejected_clearly_or_reconciled() {
         .metric("palisade_api_writes_total", &[])
         .await
         .unwrap_or(0.0);
+    let after_by_kind = by_kind(op.http_get("/metrics").await.unwrap_or_default().1);
     assert_eq!(
         after, writes,
-        "reconciles without a spec change wrote something"
+        "reconciles without a spec change wrote something: before {writes_by_kind:?}, after {after_by_kind:?}"
     );
 
     // Deleted while the operator runs, so their finalizers are released.

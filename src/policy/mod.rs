@@ -20,4 +20,6 @@ pub mod rules;
 pub mod selector;
 pub mod settings;
 pub mod spo;
+#[cfg(test)]
+mod testkit;
 pub mod workload;

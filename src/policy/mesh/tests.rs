@@ -1,24 +1,14 @@
-use crate::crd::SecurityBaselineSpec;
-use crate::manifest;
 use crate::policy::audit::Auditor;
-use crate::policy::baseline::CompiledBaseline;
 use crate::policy::rules::{Rule, Severity};
+use crate::policy::testkit::{baseline, feed};
 
 /// Everything but the mesh quiet.
 const BASELINE: &str = "podSecurity: {level: privileged, readOnlyRootFilesystem: false, automountServiceAccountToken: true, forbidDefaultServiceAccount: false}\nnetwork: {defaultDeny: []}\nrbac: {audit: false}\n";
 
 fn run(docs: &str) -> Vec<(Rule, String, String, Severity)> {
-    let spec: SecurityBaselineSpec = serde_yaml_ng::from_str(BASELINE).unwrap();
-    let b = CompiledBaseline::compile("b", &spec, k8s_openapi::jiff::Timestamp::now()).unwrap();
+    let b = baseline(BASELINE);
     let mut auditor = Auditor::new(&b);
-    let mut diags = vec![];
-    manifest::load_str(
-        "t.yaml",
-        docs,
-        &mut |o, s| auditor.add(o, Some(&s)),
-        &mut diags,
-    );
-    assert!(diags.is_empty(), "{diags:?}");
+    feed(&mut auditor, docs);
     let mut out: Vec<_> = auditor
         .finish()
         .findings
@@ -198,8 +188,7 @@ fn destination_rules_sending_plain_text_or_one_way_tls_to_in_mesh_hosts() {
 
 #[test]
 fn the_operator_says_istio_is_installed() {
-    let spec: SecurityBaselineSpec = serde_yaml_ng::from_str(BASELINE).unwrap();
-    let b = CompiledBaseline::compile("b", &spec, k8s_openapi::jiff::Timestamp::now()).unwrap();
+    let b = baseline(BASELINE);
     let mut auditor = Auditor::new(&b);
     auditor.set_mesh_present();
     let docs = format!(
@@ -207,13 +196,7 @@ fn the_operator_says_istio_is_installed() {
         namespace("app", "{}"),
         deployment("app", "web", "{app: web}")
     );
-    let mut diags = vec![];
-    manifest::load_str(
-        "t.yaml",
-        &docs,
-        &mut |o, s| auditor.add(o, Some(&s)),
-        &mut diags,
-    );
+    feed(&mut auditor, &docs);
     let rules: Vec<Rule> = auditor.finish().findings.iter().map(|f| f.rule).collect();
     assert!(rules.contains(&Rule::MeshNoSidecar), "{rules:?}");
 }

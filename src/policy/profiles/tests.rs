@@ -1,8 +1,7 @@
-use crate::crd::SecurityBaselineSpec;
-use crate::manifest;
 use crate::policy::audit::Auditor;
 use crate::policy::baseline::CompiledBaseline;
 use crate::policy::rules::Rule;
+use crate::policy::testkit::{baseline, feed};
 
 const REQUIREMENTS: &str = r#"
 podSecurity:
@@ -20,22 +19,10 @@ network: {defaultDeny: []}
 rbac: {audit: false}
 "#;
 
-fn baseline(yaml: &str) -> CompiledBaseline {
-    let spec: SecurityBaselineSpec = serde_yaml_ng::from_str(yaml).unwrap();
-    CompiledBaseline::compile("b", &spec, k8s_openapi::jiff::Timestamp::now()).unwrap()
-}
-
 /// (rule, field) of every finding, sorted.
 fn findings(b: &CompiledBaseline, docs: &str) -> Vec<(Rule, String)> {
     let mut auditor = Auditor::new(b);
-    let mut diags = vec![];
-    manifest::load_str(
-        "t.yaml",
-        docs,
-        &mut |o, s| auditor.add(o, Some(&s)),
-        &mut diags,
-    );
-    assert!(diags.is_empty(), "{diags:?}");
+    feed(&mut auditor, docs);
     let mut out: Vec<(Rule, String)> = auditor
         .finish()
         .findings
@@ -290,13 +277,7 @@ fn the_operator_tells_which_profile_kinds_are_served() {
     let mut auditor = Auditor::new(&b);
     // The CRD is installed but holds no profile.
     auditor.add_profiles(super::ProfileKind::Seccomp, []);
-    let mut diags = vec![];
-    manifest::load_str(
-        "t.yaml",
-        &user,
-        &mut |o, s| auditor.add(o, Some(&s)),
-        &mut diags,
-    );
+    feed(&mut auditor, &user);
     let report = auditor.finish();
     let rules: Vec<Rule> = report.findings.iter().map(|f| f.rule).collect();
     assert_eq!(rules, vec![Rule::SeccompProfileNotFound]);

@@ -57,6 +57,10 @@ pub struct SecurityBaselineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rbac: Option<RbacSpec>,
 
+    /// Service-mesh mTLS (Istio): what Enforce generates where the mesh runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshSpec>,
+
     /// Justified, optionally expiring exceptions to rules, applied the same way everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
@@ -224,6 +228,25 @@ impl Direction {
             Direction::Egress => "Egress",
         }
     }
+}
+
+/// Service-mesh settings (Istio).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshSpec {
+    /// `Strict`: Enforce generates a namespace-wide PeerAuthentication `palisade-mtls` with mode
+    /// STRICT in every covered namespace, so meshed workloads refuse plain text. Needs Istio's
+    /// CRDs; without them nothing is generated and the Degraded condition says why. Absent: no
+    /// PeerAuthentication is generated (the audit still reports the effective mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MeshMtls>,
+}
+
+/// The mTLS mode Palisade generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MeshMtls {
+    /// Mutual TLS only: plain-text connections to meshed workloads are refused.
+    Strict,
 }
 
 /// Network isolation for covered namespaces.
@@ -528,8 +551,34 @@ pub struct GeneratedCounts {
     pub role_bindings: u32,
     /// ValidatingAdmissionPolicies and their bindings.
     pub admission_policies: u32,
+    /// Istio PeerAuthentications (`spec.mesh.mtls`).
+    #[serde(default)]
+    pub peer_authentications: u32,
     /// Namespaces carrying Pod Security Admission labels.
     pub labelled_namespaces: u32,
+}
+
+impl GeneratedCounts {
+    /// Each count with the kind it counts (namespaces for the labelled ones), for metrics.
+    /// Destructured without `..`: a count added above does not compile until it is named here.
+    pub fn by_kind(&self) -> [(&'static str, u32); 6] {
+        let GeneratedCounts {
+            network_policies,
+            roles,
+            role_bindings,
+            admission_policies,
+            peer_authentications,
+            labelled_namespaces,
+        } = self;
+        [
+            ("NetworkPolicy", *network_policies),
+            ("Role", *roles),
+            ("RoleBinding", *role_bindings),
+            ("ValidatingAdmissionPolicy", *admission_policies),
+            ("PeerAuthentication", *peer_authentications),
+            ("Namespace", *labelled_namespaces),
+        ]
+    }
 }
 
 /// Violation totals.

@@ -161,6 +161,7 @@ fn baseline_with_status(
             conflicts,
             foreign: Vec::new(),
             contested: vec![],
+            unserved: Vec::new(),
             learned: Vec::new(),
             degraded,
             enforce: true,

@@ -442,6 +442,38 @@ fn invalid_baseline_names_the_field() {
 }
 
 #[test]
+fn generate_prints_a_strict_peer_authentication_per_namespace_for_mesh_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&b, "apiVersion: palisade.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {name: m}\nspec:\n  enforcement: Enforce\n  mesh: {mtls: Strict}\n").unwrap();
+    let o = palisade(
+        &[
+            "generate",
+            "--baseline",
+            b.to_str().unwrap(),
+            "-n",
+            "a",
+            "-n",
+            "b",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let policies: Vec<Value> = stdout(&o)
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str::<Value>(d).unwrap())
+        .filter(|d| d["kind"] == "PeerAuthentication")
+        .collect();
+    assert_eq!(policies.len(), 2);
+    for (p, ns) in policies.iter().zip(["a", "b"]) {
+        assert_eq!(p["apiVersion"], "security.istio.io/v1");
+        assert_eq!(p["metadata"]["namespace"], ns);
+        assert_eq!(p["spec"], serde_json::json!({"mtls": {"mode": "STRICT"}}));
+    }
+}
+
+#[test]
 fn generate_is_deterministic_and_applies_the_selector() {
     let args = [
         "generate",

@@ -14,6 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use palisade::crd::SecurityBaselineStatus;
+use palisade::policy::mesh::istio::PeerAuthentication;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -84,8 +85,12 @@ fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The tests of this binary install and remove the same CRDs: one at a time.
+static ISTIO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effective_mtls_modes_are_reported_once_istio_is_installed() {
+    let _one_at_a_time = ISTIO.lock().await;
     let client = common::client().await;
     install_crd(&client).await;
     IstioCrds::remove(&client).await;
@@ -202,6 +207,142 @@ async fn effective_mtls_modes_are_reported_once_istio_is_installed() {
     // Istio removed: nothing judged again, without a restart.
     IstioCrds::remove(&client).await;
     findings(set(&[]), CRD_DEADLINE).await;
+    op.assert_never_forbidden();
+    common::baseline::delete_baseline(&client, &id).await;
+}
+
+fn degraded(s: &SecurityBaselineStatus) -> (String, String) {
+    let c = s.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mtls_is_generated_once_istio_is_installed_kept_and_pruned() {
+    let _one_at_a_time = ISTIO.lock().await;
+    let client = common::client().await;
+    install_crd(&client).await;
+    IstioCrds::remove(&client).await;
+    let _cleanup = IstioCrds(client.clone());
+    let id = unique("mtls");
+    let ns = TestNamespace::new(
+        &client,
+        "mtls",
+        &[(TEST_LABEL, &id), ("istio-injection", "enabled")],
+    )
+    .await;
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}},
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    // Only the mesh is enforced: no other generated object gets in the way.
+    let spec = |mesh: serde_json::Value| {
+        json!({
+            "enforcement": "Enforce",
+            "podSecurity": {"level": "privileged", "readOnlyRootFilesystem": false,
+                            "automountServiceAccountToken": true, "forbidDefaultServiceAccount": false,
+                            "admission": {"namespaceLabels": false, "validatingAdmissionPolicy": false}},
+            "network": {"defaultDeny": []},
+            "rbac": {"audit": false},
+            "mesh": mesh,
+        })
+    };
+    apply_baseline(&client, &id, &id, &id, spec(json!({"mtls": "Strict"}))).await;
+    let mut op = Operator::start(&["--baseline-selector", &format!("{ID_LABEL}={id}")]);
+    op.wait_ready().await;
+    let status_where = |what: &'static str, ok: fn(&SecurityBaselineStatus) -> bool, deadline| {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            wait_for(what, deadline, || async {
+                let s = converged(&get_baseline(&client, &id).await?)?;
+                ok(&s).then_some(s)
+            })
+            .await
+        }
+    };
+    // No Istio: nothing can be generated, and the status says so.
+    status_where(
+        "Degraded=KindNotServed",
+        |s| degraded(s) == ("True".into(), "KindNotServed".into()),
+        DEADLINE,
+    )
+    .await;
+
+    IstioCrds::install(&client).await;
+    let policies: Api<PeerAuthentication> = Api::namespaced(client.clone(), &ns.name);
+    let generated = wait_for("palisade-mtls generated", CRD_DEADLINE, || async {
+        policies.get_opt("palisade-mtls").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(generated.spec.selector, None);
+    assert_eq!(
+        generated.spec.mtls.as_ref().unwrap().mode.as_deref(),
+        Some("STRICT")
+    );
+    let s = status_where(
+        "STRICT in effect",
+        |s| {
+            degraded(s).0 == "False"
+                && mesh_findings(s).is_empty()
+                && s.generated
+                    .as_ref()
+                    .is_some_and(|g| g.peer_authentications == 1)
+        },
+        DEADLINE,
+    )
+    .await;
+    assert!(s
+        .top_violations
+        .iter()
+        .all(|v| !v.rule.starts_with("mesh.")));
+
+    // Drift: someone relaxes it; it is put back.
+    let relaxed = json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "palisade-mtls", "namespace": ns.name},
+        "spec": {"mtls": {"mode": "PERMISSIVE"}}});
+    common::apply_value(&client, &relaxed).await;
+    wait_for("STRICT restored", DEADLINE, || async {
+        let p = policies.get_opt("palisade-mtls").await.ok()??;
+        (p.spec.mtls?.mode.as_deref() == Some("STRICT")).then_some(())
+    })
+    .await;
+
+    // Someone's own policy stays; dropping the setting prunes only the generated one.
+    common::apply_value(
+        &client,
+        &json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": {"name": "theirs", "namespace": ns.name},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "STRICT"}}}),
+    )
+    .await;
+    apply_baseline(&client, &id, &id, &id, spec(json!({}))).await;
+    wait_for("palisade-mtls pruned", DEADLINE, || async {
+        policies
+            .get_opt("palisade-mtls")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(policies.get_opt("theirs").await.unwrap().is_some());
+    status_where(
+        "nothing generated",
+        |s| {
+            s.generated
+                .as_ref()
+                .is_some_and(|g| g.peer_authentications == 0)
+        },
+        DEADLINE,
+    )
+    .await;
     op.assert_never_forbidden();
     common::baseline::delete_baseline(&client, &id).await;
 }

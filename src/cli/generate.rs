@@ -30,6 +30,13 @@ pub struct GenerateArgs {
     paths: Vec<String>,
 }
 
+/// Appends `objects` as YAML documents, each with its kind's apiVersion and kind.
+fn emit<K: kube::Resource<DynamicType = ()> + Serialize>(out: &mut String, objects: &[K]) {
+    for o in objects {
+        out.push_str(&to_yaml(&K::api_version(&()), &K::kind(&()), o));
+    }
+}
+
 fn to_yaml<T: Serialize>(api_version: &str, kind: &str, obj: &T) -> String {
     let mut v = serde_json::to_value(obj).expect("k8s objects always serialize");
     if let Some(m) = v.as_object_mut() {
@@ -134,37 +141,30 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             webhooks: &[],
             learned: learned.get(ns),
         };
-        let objs = desired::namespace_objects(ns, &inputs, &baseline, None);
-        if !objs.namespace_labels.is_empty() {
-            let patch =
-                serde_json::json!({"metadata": {"name": ns, "labels": objs.namespace_labels}});
+        // Named without `..`: a generated kind added there does not compile until printed here.
+        let desired::NamespaceObjects {
+            network_policies,
+            roles,
+            role_bindings,
+            peer_authentications,
+            namespace_labels,
+            allowances: _, // status only
+        } = desired::namespace_objects(ns, &inputs, &baseline, None);
+        if !namespace_labels.is_empty() {
+            let patch = serde_json::json!({"metadata": {"name": ns, "labels": namespace_labels}});
             out.push_str(&to_yaml("v1", "Namespace", &patch));
         }
-        for np in &objs.network_policies {
-            out.push_str(&to_yaml("networking.k8s.io/v1", "NetworkPolicy", np));
-        }
-        for r in &objs.roles {
-            out.push_str(&to_yaml("rbac.authorization.k8s.io/v1", "Role", r));
-        }
-        for rb in &objs.role_bindings {
-            out.push_str(&to_yaml("rbac.authorization.k8s.io/v1", "RoleBinding", rb));
-        }
+        emit(&mut out, &network_policies);
+        emit(&mut out, &roles);
+        emit(&mut out, &role_bindings);
+        emit(&mut out, &peer_authentications);
     }
-    let cluster = desired::cluster_objects(&baseline, None);
-    for p in &cluster.admission_policies {
-        out.push_str(&to_yaml(
-            "admissionregistration.k8s.io/v1",
-            "ValidatingAdmissionPolicy",
-            p,
-        ));
-    }
-    for b in &cluster.admission_bindings {
-        out.push_str(&to_yaml(
-            "admissionregistration.k8s.io/v1",
-            "ValidatingAdmissionPolicyBinding",
-            b,
-        ));
-    }
+    let desired::ClusterObjects {
+        admission_policies,
+        admission_bindings,
+    } = desired::cluster_objects(&baseline, None);
+    emit(&mut out, &admission_policies);
+    emit(&mut out, &admission_bindings);
     print!("{out}");
     ExitCode::SUCCESS
 }

@@ -30,7 +30,7 @@ macro_rules! scoped {
     };
 }
 scoped!(
-    namespaced: k8s_openapi::api::networking::v1::NetworkPolicy, k8s_openapi::api::rbac::v1::Role, k8s_openapi::api::rbac::v1::RoleBinding;
+    namespaced: k8s_openapi::api::networking::v1::NetworkPolicy, k8s_openapi::api::rbac::v1::Role, k8s_openapi::api::rbac::v1::RoleBinding, crate::policy::mesh::istio::PeerAuthentication;
     cluster: k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy, k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding
 );
 

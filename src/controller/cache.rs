@@ -94,7 +94,6 @@ macro_rules! trim_meta {
     )*};
 }
 trim_meta!(
-    PeerAuthentication,
     DestinationRule,
     SeccompProfile,
     AppArmorProfile,
@@ -120,7 +119,8 @@ trim_generated!(
     NetworkPolicy,
     Role,
     RoleBinding,
-    ValidatingAdmissionPolicyBinding
+    ValidatingAdmissionPolicyBinding,
+    PeerAuthentication
 );
 
 impl Trim for Service {

@@ -5,13 +5,16 @@ use super::cache::Snapshot;
 use crate::crd::{Enforcement, SecurityBaseline};
 use crate::policy::audit::Auditor;
 use crate::policy::baseline::CompiledBaseline;
+use crate::policy::desired::NamespaceObjects;
 use crate::policy::desired::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::policy::object::Object;
 use crate::policy::profiles::ProfileKind;
 use crate::policy::workload::Workload;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Covered namespaces that exist and are not being deleted, sorted.
@@ -92,14 +95,23 @@ fn is_generated_by(labels: &std::collections::BTreeMap<String, String>, baseline
         && labels.get(BASELINE_LABEL).map(String::as_str) == Some(baseline)
 }
 
+/// The objects a reconcile is about to write, which the audit judges instead of the cached ones.
+pub struct ConvergedTo<'a> {
+    pub desired: &'a BTreeMap<String, NamespaceObjects>,
+    /// The creation time of generated objects not created yet (Istio lets the oldest
+    /// namespace-wide PeerAuthentication decide, so a new one is the newest).
+    pub now: Timestamp,
+}
+
 /// Feeds every cached object in the covered namespaces (plus cluster-scoped RBAC) to an audit.
-/// In owned namespaces, this baseline's own generated NetworkPolicies are replaced by the desired
-/// ones, so the report describes the state the reconcile is about to converge to.
+/// In owned namespaces, this baseline's own generated NetworkPolicies and PeerAuthentications are
+/// replaced by the desired ones, so the report describes the state the reconcile is about to
+/// converge to.
 pub fn audit(
     snap: &Snapshot,
     compiled: &CompiledBaseline,
     namespaces: &[Arc<Namespace>],
-    desired_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    converged: ConvergedTo<'_>,
     owned: &BTreeSet<String>,
     learned: Option<crate::policy::audit::LearnedUsage<'_>>,
 ) -> crate::policy::audit::AuditReport {
@@ -143,16 +155,23 @@ pub fn audit(
             auditor.add(Object::Service(Box::new((**svc).clone())), None);
         }
     }
+    let replaced = |meta: &ObjectMeta| {
+        meta.namespace
+            .as_deref()
+            .is_some_and(|ns| owned.contains(ns))
+            && meta
+                .labels
+                .as_ref()
+                .is_some_and(|l| is_generated_by(l, &compiled.name))
+    };
     for np in snap.network_policies.iter() {
-        let ns = np.metadata.namespace.as_deref();
-        let replaced =
-            ns.is_some_and(|ns| owned.contains(ns)) && is_generated_by(np.labels(), &compiled.name);
-        if in_scope(ns) && !replaced {
+        if in_scope(np.metadata.namespace.as_deref()) && !replaced(&np.metadata) {
             auditor.add(Object::NetworkPolicy((**np).clone()), None);
         }
     }
-    for np in desired_policies {
-        auditor.add(Object::NetworkPolicy(np), None);
+    let desired = converged.desired.values();
+    for np in desired.clone().flat_map(|o| &o.network_policies) {
+        auditor.add(Object::NetworkPolicy(np.clone()), None);
     }
     for r in snap.cluster_roles.iter() {
         auditor.add(Object::ClusterRole((**r).clone()), None);
@@ -164,8 +183,24 @@ pub fn audit(
     // the findings are only about covered workloads and DestinationRules.
     if let Some(policies) = &snap.peer_authentications {
         auditor.set_mesh_present();
+        let mut created = HashMap::new();
         for p in policies.iter() {
-            auditor.add(Object::PeerAuthentication(Box::new((**p).clone())), None);
+            if replaced(&p.metadata) {
+                created.insert(
+                    (p.metadata.namespace.clone(), p.name_any()),
+                    p.metadata.creation_timestamp.clone(),
+                );
+            } else {
+                auditor.add(Object::PeerAuthentication(Box::new((**p).clone())), None);
+            }
+        }
+        for p in desired.flat_map(|o| &o.peer_authentications) {
+            let mut p = p.clone();
+            p.metadata.creation_timestamp = created
+                .remove(&(p.metadata.namespace.clone(), p.name_any()))
+                .flatten()
+                .or(Some(Time(converged.now)));
+            auditor.add(Object::PeerAuthentication(Box::new(p)), None);
         }
     }
     if let Some(rules) = &snap.destination_rules {

@@ -16,6 +16,7 @@ use crate::crd::{
 use crate::policy::audit::AuditReport;
 use crate::policy::baseline::CompiledBaseline;
 use crate::policy::desired::{self, ClusterObjects, NamespaceObjects};
+use crate::policy::mesh::istio::PeerAuthentication;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
@@ -97,6 +98,9 @@ pub struct KindPlan<K> {
     pub foreign: Vec<String>,
     /// Objects that differ but are left to another writer for now (a fight: see `fights`).
     pub contested: Vec<String>,
+    /// Wanted objects of a kind the API server does not serve (its CRD is not installed):
+    /// nothing can be written, and status says so (`Kind namespace/name`).
+    pub unserved: Vec<String>,
 }
 
 impl<K> Default for KindPlan<K> {
@@ -107,6 +111,7 @@ impl<K> Default for KindPlan<K> {
             prune: Vec::new(),
             foreign: Vec::new(),
             contested: Vec::new(),
+            unserved: Vec::new(),
         }
     }
 }
@@ -125,6 +130,29 @@ pub fn describe<K: Resource<DynamicType = ()>>(o: &K) -> String {
 }
 
 impl<K: Resource<DynamicType = ()> + Serialize> KindPlan<K> {
+    /// The plan of a kind whose CRD may be absent: `cached` is `None` while it is not served,
+    /// and then nothing is written (nor pruned: the objects went with the CRD).
+    pub fn optional(
+        wanted: Vec<K>,
+        cached: Option<&[Arc<K>]>,
+        name: &str,
+        uid: &str,
+        contested: &BTreeMap<String, Contest>,
+    ) -> Self {
+        match cached {
+            Some(cached) => KindPlan::new(wanted, cached, name, uid, contested),
+            None => {
+                let mut unserved: Vec<String> = wanted.iter().map(describe).collect();
+                unserved.sort();
+                KindPlan {
+                    wanted: 0,
+                    unserved,
+                    ..KindPlan::default()
+                }
+            }
+        }
+    }
+
     /// What converging `cached` to `wanted` takes: writes for what is missing or differs, and
     /// prunes of what baseline `name` (owner `uid`) generated and no longer wants. Objects of
     /// the kind without this baseline's labels and owner are never pruned.
@@ -180,6 +208,7 @@ impl<K: Resource<DynamicType = ()> + Serialize> KindPlan<K> {
             prune,
             foreign,
             contested: left,
+            unserved: Vec::new(),
         }
     }
 
@@ -193,6 +222,7 @@ impl<K: Resource<DynamicType = ()> + Serialize> KindPlan<K> {
         out.delete.extend(self.prune.iter().map(|o| describe(&**o)));
         out.foreign.extend(self.foreign.iter().cloned());
         out.contested.extend(self.contested.iter().cloned());
+        out.unserved.extend(self.unserved.iter().cloned());
     }
 }
 
@@ -205,6 +235,7 @@ pub struct Writes {
     pub role_bindings: KindPlan<RoleBinding>,
     pub admission_policies: KindPlan<ValidatingAdmissionPolicy>,
     pub admission_bindings: KindPlan<ValidatingAdmissionPolicyBinding>,
+    pub peer_authentications: KindPlan<PeerAuthentication>,
 }
 
 /// Planned writes as `Kind namespace/name` lines.
@@ -217,6 +248,8 @@ pub struct Changes {
     pub foreign: Vec<String>,
     /// Objects left to another writer for now (a fight).
     pub contested: Vec<String>,
+    /// Wanted objects of kinds not served (their CRDs are not installed).
+    pub unserved: Vec<String>,
 }
 
 impl Writes {
@@ -277,6 +310,16 @@ impl Writes {
                 uid,
                 contested,
             ),
+            peer_authentications: KindPlan::optional(
+                per_ns
+                    .values()
+                    .flat_map(|o| o.peer_authentications.iter().cloned())
+                    .collect(),
+                snap.peer_authentications.as_deref(),
+                name,
+                uid,
+                contested,
+            ),
         }
     }
 
@@ -287,6 +330,7 @@ impl Writes {
             role_bindings,
             admission_policies,
             admission_bindings,
+            peer_authentications,
         } = self;
         let mut out = Changes::default();
         network_policies.describe_into(&mut out);
@@ -294,6 +338,7 @@ impl Writes {
         role_bindings.describe_into(&mut out);
         admission_policies.describe_into(&mut out);
         admission_bindings.describe_into(&mut out);
+        peer_authentications.describe_into(&mut out);
         out
     }
 
@@ -305,12 +350,14 @@ impl Writes {
             role_bindings,
             admission_policies,
             admission_bindings: _, // counted with their policies
+            peer_authentications,
         } = self;
         GeneratedCounts {
             network_policies: network_policies.wanted,
             roles: roles.wanted,
             role_bindings: role_bindings.wanted,
             admission_policies: admission_policies.wanted,
+            peer_authentications: peer_authentications.wanted,
             labelled_namespaces: labelled,
         }
     }
@@ -342,6 +389,7 @@ struct StatusParts {
     conflicts: Vec<String>,
     foreign: Vec<String>,
     contested: Vec<String>,
+    unserved: Vec<String>,
     learned: Vec<LearnedRole>,
     enforce: bool,
 }
@@ -370,6 +418,7 @@ impl Converge {
                 conflicts: s.conflicts.clone(),
                 foreign: s.foreign.clone(),
                 contested: s.contested.clone(),
+                unserved: s.unserved.clone(),
                 learned: s.learned.clone(),
                 degraded,
                 enforce: s.enforce,
@@ -467,15 +516,14 @@ pub fn plan(
     };
 
     // Evaluate against the state this reconcile converges to.
-    let desired_policies: Vec<_> = per_ns
-        .values()
-        .flat_map(|o| o.network_policies.iter().cloned())
-        .collect();
     let report = observe::audit(
         snap,
         compiled,
         &namespaces,
-        desired_policies,
+        observe::ConvergedTo {
+            desired: &per_ns,
+            now,
+        },
         &ownership.owned,
         learned
             .usage
@@ -501,6 +549,7 @@ pub fn plan(
         .min()
         .map(|t| Duration::from_secs((t - now.as_second()).max(1) as u64))
         .map_or(env.resync, |d| d.min(env.resync));
+    let changes = writes.changes();
     Plan::Converge(Box::new(Converge {
         add_finalizer: needs_finalizer && !has_finalizer,
         remove_finalizer: !needs_finalizer && label_plan.labelled == 0 && has_finalizer,
@@ -513,18 +562,17 @@ pub fn plan(
             preview,
             refused_rules: refused,
             conflicts: ownership.conflicts,
-            foreign: writes
-                .changes()
+            foreign: changes
                 .foreign
                 .into_iter()
                 .chain(label_plan.foreign)
                 .collect(),
-            contested: writes
-                .changes()
+            contested: changes
                 .contested
                 .iter()
                 .filter_map(|o| Some(env.contested.get(o)?.line(o)))
                 .collect(),
+            unserved: changes.unserved,
             learned: learned.status.clone(),
             enforce,
         },

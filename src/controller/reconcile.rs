@@ -269,12 +269,14 @@ async fn write_generated(
         role_bindings,
         admission_policies,
         admission_bindings,
+        peer_authentications,
     } = writes;
     write_kind(ctx, baseline, network_policies, changes).await?;
     write_kind(ctx, baseline, roles, changes).await?;
     write_kind(ctx, baseline, role_bindings, changes).await?;
     write_kind(ctx, baseline, admission_policies, changes).await?;
-    write_kind(ctx, baseline, admission_bindings, changes).await
+    write_kind(ctx, baseline, admission_bindings, changes).await?;
+    write_kind(ctx, baseline, peer_authentications, changes).await
 }
 
 /// Applies one kind's planned writes (concurrently: a first reconcile of a large cluster has
@@ -395,13 +397,7 @@ fn export_contested(
 }
 
 fn export_generated(ctx: &Context, baseline: &str, counts: &crate::crd::GeneratedCounts) {
-    for (kind, n) in GENERATED_KINDS.into_iter().zip([
-        counts.network_policies,
-        counts.roles,
-        counts.role_bindings,
-        counts.admission_policies,
-        counts.labelled_namespaces,
-    ]) {
+    for (kind, n) in counts.by_kind() {
         ctx.metrics
             .generated
             .get_or_create(&KindLabels {
@@ -446,15 +442,6 @@ async fn set_finalizer(ctx: &Context, b: &SecurityBaseline, present: bool) -> Re
     Ok(())
 }
 
-/// Kinds the `palisade_generated_objects` gauge is exported for.
-const GENERATED_KINDS: [&str; 5] = [
-    "NetworkPolicy",
-    "Role",
-    "RoleBinding",
-    "ValidatingAdmissionPolicy",
-    "Namespace",
-];
-
 /// Removes the gauges of baselines that no longer exist: a deleted baseline's violations would
 /// otherwise keep alerts firing, and its frozen last-success time would raise
 /// PalisadeReconcileStalled. Counters stay (their rate falls to zero, as Prometheus expects).
@@ -475,7 +462,7 @@ pub fn forget_deleted_baselines(ctx: &Context, live: &HashSet<String>) {
                 ctx.metrics.violations.remove(l);
             }
         }
-        for kind in GENERATED_KINDS {
+        for (kind, _) in crate::crd::GeneratedCounts::default().by_kind() {
             ctx.metrics.generated.remove(&KindLabels {
                 baseline: baseline.clone(),
                 kind: kind.into(),

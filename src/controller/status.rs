@@ -28,6 +28,8 @@ pub struct StatusInput<'a> {
     pub foreign: Vec<String>,
     /// Generated objects left to another writer that keeps rewriting them, one line each.
     pub contested: Vec<String>,
+    /// Wanted objects of kinds the API server does not serve (`Kind namespace/name`).
+    pub unserved: Vec<String>,
     pub learned: Vec<crate::crd::LearnedRole>,
     /// Problems that kept the reconcile from converging (apply errors), empty when fine.
     pub degraded: Option<String>,
@@ -50,6 +52,20 @@ fn condition(
         observed_generation: generation,
         last_transition_time: Time(now),
     }
+}
+
+/// Which kinds are missing and how many objects wait for them: `spec.mesh.mtls: Strict` without
+/// Istio's CRDs is a setting that does nothing, which the user must be told.
+fn unserved_message(unserved: &[String]) -> String {
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in unserved {
+        *by_kind.entry(o.split(' ').next().unwrap_or(o)).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!(
+        "not generated, their kind is not served by the API server (install its CRDs; they are picked up without a restart): {}",
+        kinds.join(", ")
+    )
 }
 
 /// The status for `input`, keeping `lastTransitionTime` of conditions whose status did not change.
@@ -118,6 +134,14 @@ pub fn build(
         },
         match (&input.degraded, input.conflicts.is_empty()) {
             (Some(why), _) => condition("Degraded", true, "ApplyFailed", why.clone(), g, now),
+            (None, _) if !input.unserved.is_empty() => condition(
+                "Degraded",
+                true,
+                "KindNotServed",
+                unserved_message(&input.unserved),
+                g,
+                now,
+            ),
             (None, _) if !input.contested.is_empty() => condition(
                 "Degraded",
                 true,

@@ -1,8 +1,9 @@
-//! What a baseline wants to exist: NetworkPolicies, least-privilege Roles/RoleBindings and
-//! Pod Security Admission labels per namespace, and a ValidatingAdmissionPolicy + binding
-//! for the checks PSS lacks. Deterministic: the same input gives byte-identical objects.
+//! What a baseline wants to exist: NetworkPolicies, least-privilege Roles/RoleBindings, Istio
+//! PeerAuthentications and Pod Security Admission labels per namespace, and a
+//! ValidatingAdmissionPolicy + binding for the checks PSS lacks. Deterministic: the same input gives byte-identical objects.
 
 use super::baseline::CompiledBaseline;
+use super::mesh::istio::{Mtls, PeerAuthentication, PeerAuthenticationSpec};
 use super::pss::Level;
 use crate::crd::{AllowRule, Direction, ProfileRequirement, ProfileType, ProfileTypeRequirement};
 use k8s_openapi::api::admissionregistration::v1::{
@@ -32,6 +33,8 @@ pub struct NamespaceObjects {
     pub network_policies: Vec<NetworkPolicy>,
     pub roles: Vec<Role>,
     pub role_bindings: Vec<RoleBinding>,
+    /// Istio PeerAuthentications (`spec.mesh.mtls: Strict`).
+    pub peer_authentications: Vec<PeerAuthentication>,
     /// Pod Security Admission labels for the Namespace itself.
     pub namespace_labels: BTreeMap<String, String>,
     /// The safe-default-deny allowances among the policies, described for status.
@@ -332,7 +335,29 @@ pub fn namespace_objects(
             );
         }
     }
+    if s.mesh_strict {
+        out.peer_authentications
+            .push(strict_peer_authentication(m(PEER_AUTHENTICATION_NAME)));
+    }
     out
+}
+
+/// The namespace-wide PeerAuthentication `spec.mesh.mtls: Strict` generates.
+pub const PEER_AUTHENTICATION_NAME: &str = "palisade-mtls";
+
+/// Namespace-wide (no selector) and STRICT. Istio lets one namespace-wide policy decide (the
+/// oldest); a workload policy still overrides it for its pods, which the audit reports.
+fn strict_peer_authentication(metadata: ObjectMeta) -> PeerAuthentication {
+    PeerAuthentication {
+        metadata,
+        spec: PeerAuthenticationSpec {
+            selector: None,
+            mtls: Some(Mtls {
+                mode: Some("STRICT".into()),
+            }),
+            port_level_mtls: BTreeMap::new(),
+        },
+    }
 }
 
 /// FNV-1a: a short, stable name suffix for a label set (no new dependency for one hash).
@@ -962,6 +987,7 @@ mod tests {
         v.extend(ns.network_policies.into_iter().map(|o| o.metadata));
         v.extend(ns.roles.into_iter().map(|o| o.metadata));
         v.extend(ns.role_bindings.into_iter().map(|o| o.metadata));
+        v.extend(ns.peer_authentications.into_iter().map(|o| o.metadata));
         v.extend(cl.admission_policies.into_iter().map(|o| o.metadata));
         v.extend(cl.admission_bindings.into_iter().map(|o| o.metadata));
         v
@@ -969,10 +995,12 @@ mod tests {
 
     #[test]
     fn every_generated_object_asks_gitops_tools_not_to_prune_or_flag_it() {
-        let metas = all_meta(&sample());
+        let mut b = sample();
+        b.settings.mesh_strict = true;
+        let metas = all_meta(&b);
         // default deny, DNS, one allow rule and its other end, Role, RoleBinding,
-        // 2 policies + 2 bindings
-        assert_eq!(metas.len(), 10);
+        // PeerAuthentication, 2 policies + 2 bindings
+        assert_eq!(metas.len(), 11);
         for m in &metas {
             let a = m.annotations.as_ref().unwrap();
             assert_eq!(a["argocd.argoproj.io/compare-options"], "IgnoreExtraneous");

@@ -1,7 +1,7 @@
 //! A baseline spec with every default applied: what the engine actually enforces.
 
 use super::pss::{Level, Version};
-use crate::crd::{Direction, Enforcement, SandboxSpec, SecurityBaselineSpec};
+use crate::crd::{Direction, Enforcement, MeshMtls, SandboxSpec, SecurityBaselineSpec};
 
 /// Effective settings of one baseline. Built once per evaluation.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +22,8 @@ pub struct Settings {
     /// Pods of declared ServiceAccounts keep egress to the API server.
     pub api_server_for_declared: bool,
     pub rbac_audit: bool,
+    /// Enforce generates a namespace-wide STRICT PeerAuthentication per covered namespace.
+    pub mesh_strict: bool,
 }
 
 /// A spec field holds a value the engine cannot use (the API server's schema normally prevents this;
@@ -63,6 +65,7 @@ impl Settings {
                 .and_then(|a| a.declared_service_accounts)
                 .unwrap_or(true),
             rbac_audit: spec.rbac.as_ref().and_then(|r| r.audit).unwrap_or(true),
+            mesh_strict: spec.mesh.as_ref().and_then(|m| m.mtls) == Some(MeshMtls::Strict),
         })
     }
 }

@@ -128,12 +128,16 @@ fn execute(snap: &mut Snapshot, c: &Converge) {
         role_bindings,
         admission_policies,
         admission_bindings,
+        peer_authentications,
     } = &c.writes;
     kind(&mut snap.network_policies, network_policies);
     kind(&mut snap.roles, roles);
     kind(&mut snap.role_bindings, role_bindings);
     kind(&mut snap.admission_policies, admission_policies);
     kind(&mut snap.admission_bindings, admission_bindings);
+    if let Some(cached) = &mut snap.peer_authentications {
+        kind(cached, peer_authentications);
+    }
     for patch in &c.labels {
         server_side_apply_labels(snap, patch);
     }
@@ -1050,3 +1054,5 @@ fn the_cache_keeps_other_writers_of_palisades_objects_only() {
         "steady state keeps nothing"
     );
 }
+
+mod mesh;

@@ -706,6 +706,17 @@ async fn the_node_daemonset_publishes_its_own_report_and_no_other() {
         published_scope(&reports, &name).await,
         json!({"apiVersion": "v1", "kind": "Node", "name": node})
     );
+    let uid = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get(&node)
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    assert_eq!(
+        owner_uids(&reports.get(&name).await.unwrap()),
+        [uid.unwrap()],
+        "owned by its Node"
+    );
 
     // The forgery: the agent's identity, bound to its pod, writing another node's report.
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
@@ -765,6 +776,69 @@ async fn the_node_daemonset_publishes_its_own_report_and_no_other() {
         .is_none());
     let _ = reports.delete(&name, &DeleteParams::default()).await;
 }
+fn owner_uids(report: &kube::api::DynamicObject) -> Vec<String> {
+    report
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == "Node" && o.api_version == "v1")
+        .map(|o| o.uid.clone())
+        .collect()
+}
+
+/// A node's report goes with its Node (the garbage collector, through the owner reference the
+/// publisher sets): a Node object without a kubelet stands in for a node leaving the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_report_is_removed_with_its_node() {
+    // The stand-in Node would get a pod of deploy/node's DaemonSet if that test ran now.
+    let _alone = NODE_NAMESPACE.lock().await;
+    let client = client().await;
+    install_cluster_report_crd(&client).await;
+    let node = common::unique("palisade-gone-node");
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+    let created = nodes
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": node}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "node",
+            "--publish",
+            "--format",
+            "json",
+            "--node-name",
+            &node,
+        ])
+        .arg(test_plane())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &palisade::node::cluster_report::cluster_report_resource(),
+    );
+    let name = format!("palisade-node-{node}");
+    let report = reports.get(&name).await.unwrap();
+    assert_eq!(owner_uids(&report), [created.metadata.uid.unwrap()]);
+
+    nodes.delete(&node, &DeleteParams::default()).await.unwrap();
+    wait_for(
+        "the report gone with its node",
+        Duration::from_secs(120),
+        || async { reports.get_opt(&name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
 async fn published_scope(reports: &Api<kube::api::DynamicObject>, name: &str) -> Value {
     reports.get(name).await.unwrap().data["scope"].clone()
 }

@@ -65,7 +65,19 @@ impl Publisher {
     }
 
     fn publish(&self, report: &palisade::node::NodeReport) -> Result<(), String> {
-        let body = cluster_report::build(report, cluster_report::NODE);
+        let mut body = cluster_report::build(report, cluster_report::NODE);
+        // Owned by its Node, so the garbage collector removes it with the node. Without the
+        // Node (a name no Node has, no permission) it is published unowned, and says why.
+        match self
+            .runtime
+            .block_on(cluster_report::node_owner(&self.client, &report.node))
+        {
+            Ok(owner) => body["metadata"]["ownerReferences"] = serde_json::json!([owner]),
+            Err(e) => eprintln!(
+                "warning: ClusterReport of node {:?} published without its Node as owner (it will not be removed with the node): {e}",
+                report.node
+            ),
+        }
         let name = body["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

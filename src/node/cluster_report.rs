@@ -108,6 +108,19 @@ pub fn build(report: &NodeReport, what: &str) -> Value {
     doc
 }
 
+/// The owner reference to Node `node` (no `blockOwnerDeletion`: a report never holds up a
+/// node's deletion, and setting it would need update rights on the Node).
+pub async fn node_owner(client: &Client, node: &str) -> Result<Value, kube::Error> {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let n = api.get_metadata(node).await?;
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "name": node,
+        "uid": n.metadata.uid.unwrap_or_default(),
+    }))
+}
+
 /// Server-side applies one report (manager `palisade`, forced: the report is Palisade's alone).
 pub async fn apply(client: &Client, body: &Value) -> Result<(), kube::Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_report_resource());

@@ -155,6 +155,23 @@ async fn wait_default_sa(client: &Client, ns: &str) {
     .await;
 }
 
+/// A pod that meets PSS restricted and every hardening check of the default baseline.
+fn compliant_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "serviceAccountName": "app",
+            "automountServiceAccountToken": false,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "app", "image": "registry.example/app:1.0",
+                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                    "capabilities": {"drop": ["ALL"]}}}],
+        },
+    }))
+    .unwrap()
+}
+
 fn privileged_pod(name: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -887,8 +904,53 @@ async fn enforce_rejects_pod_audit_admits_and_reports_it() {
         vap_msg.contains(&format!("palisade-{enforce_name}")),
         "{vap_msg}"
     );
-
+    // The same container added to a running pod as an ephemeral (debug) container goes through
+    // the `pods/ephemeralcontainers` subresource: the policy covers it too. In the Audit
+    // namespace the same addition is admitted.
     let pods_a: Api<Pod> = Api::namespaced(client.clone(), &ns_audit.name);
+    for (pods, ns) in [(&pods_e, &ns_enforce.name), (&pods_a, &ns_audit.name)] {
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "app"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        pods.create(&PostParams::default(), &compliant_pod("target"))
+            .await
+            .expect("a pod meeting every check is admitted");
+    }
+    let debug = json!({"spec": {"ephemeralContainers": [{
+        "name": "debugger", "image": "registry.example/debug:1", "targetContainerName": "app",
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+    }]}});
+    let add_debugger = |pods: Api<Pod>| {
+        let debug = debug.clone();
+        async move {
+            pods.patch_subresource(
+                "ephemeralcontainers",
+                "target",
+                &PatchParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &Patch::Strategic(debug),
+            )
+            .await
+        }
+    };
+    let denied = add_debugger(pods_e.clone())
+        .await
+        .expect_err("a writable-root ephemeral container must be refused under Enforce");
+    assert!(
+        denied.to_string().contains("hardening.read-only-root-fs"),
+        "{denied}"
+    );
+    add_debugger(pods_a.clone())
+        .await
+        .expect("Audit admits the same ephemeral container");
+
     pods_a
         .create(&PostParams::default(), &privileged_pod("root"))
         .await

@@ -760,7 +760,9 @@ fn pod_rules() -> MatchResources {
             api_groups: Some(vec!["".into()]),
             api_versions: Some(vec!["v1".into()]),
             operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
-            resources: Some(vec!["pods".into()]),
+            // Ephemeral (debug) containers are added through their own subresource, whose
+            // object is the whole Pod: without it, `kubectl debug` would bypass every check.
+            resources: Some(vec!["pods".into(), "pods/ephemeralcontainers".into()]),
             ..Default::default()
         }]),
         ..Default::default()

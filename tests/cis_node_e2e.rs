@@ -38,8 +38,14 @@ fn host_report() -> Value {
 /// `palisade node` on this host for the plane of state dir `state`; exit 1: checks fail on
 /// either profile.
 fn node_report(state: &str) -> Value {
+    node_run(&["--select", &format!("{state}/")])
+}
+
+/// `palisade node --format json` with `args`, which must exit 1 (checks fail).
+fn node_run(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["node", "--format", "json", "--select", &format!("{state}/")])
+        .args(["node", "--format", "json"])
+        .args(args)
         .output()
         .unwrap();
     assert_eq!(
@@ -804,24 +810,7 @@ async fn a_published_report_is_removed_with_its_node() {
         )
         .await
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
-            "node",
-            "--publish",
-            "--format",
-            "json",
-            "--node-name",
-            &node,
-        ])
-        .arg(test_plane())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    node_run(&["--publish", "--node-name", &node, &test_plane()]);
     let reports = Api::<kube::api::DynamicObject>::all_with(
         client.clone(),
         &palisade::node::cluster_report::cluster_report_resource(),

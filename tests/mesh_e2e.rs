@@ -88,13 +88,33 @@ fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 /// The tests of this binary install and remove the same CRDs: one at a time.
 static ISTIO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A test's start: Palisade's CRD installed, Istio's absent (and removed again at the end).
+async fn without_istio(client: &Client) -> IstioCrds {
+    install_crd(client).await;
+    IstioCrds::remove(client).await;
+    IstioCrds(client.clone())
+}
+
+/// A Deployment `name` (no replicas: only its template is judged) in `ns`.
+async fn deployment(client: &Client, ns: &str, name: &str) {
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}},
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effective_mtls_modes_are_reported_once_istio_is_installed() {
     let _one_at_a_time = ISTIO.lock().await;
     let client = common::client().await;
-    install_crd(&client).await;
-    IstioCrds::remove(&client).await;
-    let _cleanup = IstioCrds(client.clone());
+    let _cleanup = without_istio(&client).await;
     let id = unique("mesh");
     let meshed = TestNamespace::new(
         &client,
@@ -108,17 +128,7 @@ async fn effective_mtls_modes_are_reported_once_istio_is_installed() {
         (&meshed.name, "db"),
         (&plain.name, "legacy"),
     ] {
-        let d: Deployment = serde_json::from_value(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}},
-        }))
-        .unwrap();
-        Api::<Deployment>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &d)
-            .await
-            .unwrap();
+        deployment(&client, ns, name).await;
     }
     let quiet = json!({
         "podSecurity": {"level": "privileged", "readOnlyRootFilesystem": false,
@@ -220,9 +230,7 @@ fn degraded(s: &SecurityBaselineStatus) -> (String, String) {
 async fn strict_mtls_is_generated_once_istio_is_installed_kept_and_pruned() {
     let _one_at_a_time = ISTIO.lock().await;
     let client = common::client().await;
-    install_crd(&client).await;
-    IstioCrds::remove(&client).await;
-    let _cleanup = IstioCrds(client.clone());
+    let _cleanup = without_istio(&client).await;
     let id = unique("mtls");
     let ns = TestNamespace::new(
         &client,
@@ -230,17 +238,7 @@ async fn strict_mtls_is_generated_once_istio_is_installed_kept_and_pruned() {
         &[(TEST_LABEL, &id), ("istio-injection", "enabled")],
     )
     .await;
-    let d: Deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}},
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
+    deployment(&client, &ns.name, "web").await;
     // Only the mesh is enforced: no other generated object gets in the way.
     let spec = |mesh: serde_json::Value| {
         json!({

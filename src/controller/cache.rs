@@ -402,10 +402,9 @@ macro_rules! route {
     (object, $index:ident, $o:ident) => {
         $index.for_object(&$o)
     };
-    (every, $index:ident, $o:ident) => {{
-        let _ = &$o;
-        $index.all()
-    }};
+    (every, $index:ident, $o:ident) => {
+        $index.for_every(&$o)
+    };
 }
 
 watched_kinds! {

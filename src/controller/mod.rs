@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod cache;
+pub mod changes;
 pub mod client;
 pub mod compiled;
 pub mod control_plane;
@@ -20,7 +21,6 @@ pub mod status;
 
 use crate::crd::SecurityBaseline;
 use crate::metrics::{self, Health, Metrics};
-use crate::policy::baseline::CompiledBaseline;
 use crate::policy::desired::BASELINE_LABEL;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
@@ -74,22 +74,36 @@ pub enum RunError {
 struct Index {
     baselines: Store<DeserializeGuard<SecurityBaseline>>,
     namespaces: Store<Namespace>,
+    compiled: Arc<compiled::CompiledCache>,
+    /// Each routed change is recorded for the baselines it concerns.
+    changes: changes::ChangeLog,
 }
 
 type BaselineRef = ObjectRef<DeserializeGuard<SecurityBaseline>>;
 
 impl Index {
-    fn all(&self) -> Vec<BaselineRef> {
+    /// Every baseline, recording a change in `namespace` (`None`: one every namespace shares).
+    fn all(&self, namespace: Option<&str>) -> Vec<BaselineRef> {
         self.baselines
             .state()
             .iter()
-            .map(|b| ObjectRef::new(&b.name_any()))
+            .map(|b| {
+                let name = b.name_any();
+                self.changes.record(&name, namespace);
+                ObjectRef::new(&name)
+            })
             .collect()
+    }
+
+    /// Every baseline for a Namespace: a change of the namespace concerns only its own objects.
+    fn for_every<K: Resource<DynamicType = ()>>(&self, obj: &K) -> Vec<BaselineRef> {
+        let own = (K::kind(&()) == "Namespace").then(|| obj.meta().name.as_deref());
+        self.all(own.flatten())
     }
 
     fn for_object<K: Resource>(&self, obj: &K) -> Vec<BaselineRef> {
         let Some(ns) = obj.meta().namespace.as_deref() else {
-            return self.all();
+            return self.all(None);
         };
         let labels = self
             .namespaces
@@ -105,10 +119,16 @@ impl Index {
             .filter(|b| {
                 let name = b.name_any();
                 generated_for == Some(&name)
-                    || CompiledBaseline::compile(&name, &b.spec, now)
+                    || self
+                        .compiled
+                        .get(b, now)
                         .is_ok_and(|c| c.covers_namespace(ns, &labels))
             })
-            .map(|b| ObjectRef::new(&b.name_any()))
+            .map(|b| {
+                let name = b.name_any();
+                self.changes.record(&name, Some(ns));
+                ObjectRef::new(&name)
+            })
             .collect()
     }
 }
@@ -211,6 +231,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let index = Index {
         baselines: ctl.store(),
         namespaces: caches.namespaces.clone(),
+        compiled: Default::default(),
+        changes: Default::default(),
     };
     let mut ctl = triggers.attach(ctl, &index);
     for served in caches.served.values() {
@@ -238,7 +260,9 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         client: client.clone(),
         caches: caches.clone(),
         baselines: index.baselines.clone(),
-        compiled: Default::default(),
+        compiled: index.compiled.clone(),
+        changes: index.changes.clone(),
+        memos: Default::default(),
         fights: Default::default(),
         metrics: metrics.clone(),
         recorder: Recorder::new(

@@ -97,7 +97,7 @@ fn is_generated_by(labels: &std::collections::BTreeMap<String, String>, baseline
 
 /// The objects a reconcile is about to write, which the audit judges instead of the cached ones.
 pub struct ConvergedTo<'a> {
-    pub desired: &'a BTreeMap<String, NamespaceObjects>,
+    pub desired: &'a BTreeMap<String, Arc<NamespaceObjects>>,
     /// The creation time of generated objects not created yet (Istio lets the oldest
     /// namespace-wide PeerAuthentication decide, so a new one is the newest).
     pub now: Timestamp,
@@ -232,13 +232,13 @@ pub fn api_server_endpoints(snap: &Snapshot) -> Vec<(std::net::IpAddr, u16)> {
 /// in `wanted` (one pass over the caches per reconcile, not one per namespace).
 pub fn workload_pods(
     snap: &Snapshot,
-    wanted: &BTreeSet<String>,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> std::collections::BTreeMap<String, Vec<crate::policy::desired::WorkloadPods>> {
     let mut out: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     macro_rules! collect {
         ($($store:ident => $variant:ident),*) => {$(
             for o in snap.$store.iter() {
-                let Some(ns) = o.metadata.namespace.as_deref().filter(|n| wanted.contains(*n)) else {
+                let Some(ns) = o.metadata.namespace.as_deref().filter(|n| wanted(n)) else {
                     continue;
                 };
                 if o.spec.is_some() {

@@ -25,6 +25,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
+use memo::{Changed, Globals, Memo, Scope};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -252,9 +253,81 @@ pub struct Changes {
     pub unserved: Vec<String>,
 }
 
+/// Palisade's cached objects of each namespaced generated kind, by namespace (an optional kind
+/// that is not served: `None`).
+struct CachedByNs<'a> {
+    network_policies: BTreeMap<&'a str, Vec<Arc<NetworkPolicy>>>,
+    roles: BTreeMap<&'a str, Vec<Arc<Role>>>,
+    role_bindings: BTreeMap<&'a str, Vec<Arc<RoleBinding>>>,
+    peer_authentications: Option<BTreeMap<&'a str, Vec<Arc<PeerAuthentication>>>>,
+}
+
+fn by_namespace<K: Resource>(cached: &[Arc<K>]) -> BTreeMap<&str, Vec<Arc<K>>> {
+    let mut out: BTreeMap<&str, Vec<Arc<K>>> = BTreeMap::new();
+    for o in cached {
+        if let Some(ns) = o.meta().namespace.as_deref() {
+            out.entry(ns).or_default().push(o.clone());
+        }
+    }
+    out
+}
+
+fn in_ns<'m, K>(m: &'m BTreeMap<&str, Vec<Arc<K>>>, ns: &str) -> &'m [Arc<K>] {
+    m.get(ns).map_or(&[], Vec::as_slice)
+}
+
+impl<'a> CachedByNs<'a> {
+    fn of(snap: &'a Snapshot) -> Self {
+        CachedByNs {
+            network_policies: by_namespace(&snap.network_policies),
+            roles: by_namespace(&snap.roles),
+            role_bindings: by_namespace(&snap.role_bindings),
+            peer_authentications: snap.peer_authentications.as_deref().map(by_namespace),
+        }
+    }
+
+    /// Every namespace holding a cached object of a namespaced generated kind.
+    fn namespaces(&self) -> BTreeSet<&'a str> {
+        let CachedByNs {
+            network_policies,
+            roles,
+            role_bindings,
+            peer_authentications,
+        } = self;
+        network_policies
+            .keys()
+            .chain(roles.keys())
+            .chain(role_bindings.keys())
+            .chain(peer_authentications.iter().flat_map(|m| m.keys()))
+            .copied()
+            .collect()
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> KindPlan<K> {
+    fn merge(&mut self, other: KindPlan<K>) {
+        self.wanted += other.wanted;
+        self.apply.extend(other.apply);
+        self.prune.extend(other.prune);
+        self.foreign.extend(other.foreign);
+        self.contested.extend(other.contested);
+        self.unserved.extend(other.unserved);
+    }
+
+    /// Sorted as one plan over every namespace would be; `wanted` counted over `total`.
+    fn finish(&mut self, total: u32) {
+        self.wanted = total;
+        self.apply.sort_by_key(|w| key(&w.object));
+        self.prune.sort_by_key(|o| key(&**o));
+        self.foreign.sort();
+        self.contested.sort();
+        self.unserved.sort();
+    }
+}
+
 impl Writes {
-    fn new(
-        per_ns: &BTreeMap<String, NamespaceObjects>,
+    /// The cluster-scoped kinds' plans (the namespaced ones empty).
+    fn cluster(
         cluster: ClusterObjects,
         snap: &Snapshot,
         name: &str,
@@ -266,36 +339,6 @@ impl Writes {
             admission_bindings,
         } = cluster;
         Writes {
-            network_policies: KindPlan::new(
-                per_ns
-                    .values()
-                    .flat_map(|o| o.network_policies.iter().cloned())
-                    .collect(),
-                &snap.network_policies,
-                name,
-                uid,
-                contested,
-            ),
-            roles: KindPlan::new(
-                per_ns
-                    .values()
-                    .flat_map(|o| o.roles.iter().cloned())
-                    .collect(),
-                &snap.roles,
-                name,
-                uid,
-                contested,
-            ),
-            role_bindings: KindPlan::new(
-                per_ns
-                    .values()
-                    .flat_map(|o| o.role_bindings.iter().cloned())
-                    .collect(),
-                &snap.role_bindings,
-                name,
-                uid,
-                contested,
-            ),
             admission_policies: KindPlan::new(
                 admission_policies,
                 &snap.admission_policies,
@@ -310,17 +353,104 @@ impl Writes {
                 uid,
                 contested,
             ),
-            peer_authentications: KindPlan::optional(
-                per_ns
-                    .values()
-                    .flat_map(|o| o.peer_authentications.iter().cloned())
-                    .collect(),
-                snap.peer_authentications.as_deref(),
+            ..Writes::default()
+        }
+    }
+
+    /// One namespace's plans: converge the cached objects in `ns` to `wanted` (`None`: nothing
+    /// is wanted there, prune what this baseline generated).
+    fn namespace(
+        ns: &str,
+        wanted: Option<&NamespaceObjects>,
+        cached: &CachedByNs<'_>,
+        name: &str,
+        uid: &str,
+        contested: &BTreeMap<String, Contest>,
+    ) -> Self {
+        let none = NamespaceObjects::default();
+        let NamespaceObjects {
+            network_policies,
+            roles,
+            role_bindings,
+            peer_authentications,
+            namespace_labels: _, // labels::plan
+            allowances: _,       // status
+        } = wanted.unwrap_or(&none);
+        Writes {
+            network_policies: KindPlan::new(
+                network_policies.clone(),
+                in_ns(&cached.network_policies, ns),
                 name,
                 uid,
                 contested,
             ),
+            roles: KindPlan::new(
+                roles.clone(),
+                in_ns(&cached.roles, ns),
+                name,
+                uid,
+                contested,
+            ),
+            role_bindings: KindPlan::new(
+                role_bindings.clone(),
+                in_ns(&cached.role_bindings, ns),
+                name,
+                uid,
+                contested,
+            ),
+            peer_authentications: KindPlan::optional(
+                peer_authentications.clone(),
+                cached.peer_authentications.as_ref().map(|m| in_ns(m, ns)),
+                name,
+                uid,
+                contested,
+            ),
+            ..Writes::default()
         }
+    }
+
+    fn merge(&mut self, other: Writes) {
+        let Writes {
+            network_policies,
+            roles,
+            role_bindings,
+            admission_policies,
+            admission_bindings,
+            peer_authentications,
+        } = other;
+        self.network_policies.merge(network_policies);
+        self.roles.merge(roles);
+        self.role_bindings.merge(role_bindings);
+        self.admission_policies.merge(admission_policies);
+        self.admission_bindings.merge(admission_bindings);
+        self.peer_authentications.merge(peer_authentications);
+    }
+
+    /// Sorts the merged plans; the namespaced kinds count what `per_ns` wants in every owned
+    /// namespace (rebuilt or kept), an unserved kind nothing.
+    fn finish(&mut self, per_ns: &BTreeMap<String, Arc<NamespaceObjects>>, mesh_served: bool) {
+        let total =
+            |f: fn(&NamespaceObjects) -> usize| per_ns.values().map(|o| f(o)).sum::<usize>() as u32;
+        let Writes {
+            network_policies,
+            roles,
+            role_bindings,
+            admission_policies,
+            admission_bindings,
+            peer_authentications,
+        } = self;
+        network_policies.finish(total(|o| o.network_policies.len()));
+        roles.finish(total(|o| o.roles.len()));
+        role_bindings.finish(total(|o| o.role_bindings.len()));
+        let (p, bindings) = (admission_policies.wanted, admission_bindings.wanted);
+        admission_policies.finish(p);
+        admission_bindings.finish(bindings);
+        let pas = if mesh_served {
+            total(|o| o.peer_authentications.len())
+        } else {
+            0
+        };
+        peer_authentications.finish(pas);
     }
 
     pub fn changes(&self) -> Changes {
@@ -378,6 +508,8 @@ pub struct Converge {
     /// Remove the finalizer once everything else succeeded (no labels left to remove).
     pub remove_finalizer: bool,
     pub requeue: Duration,
+    /// What the next reconcile may reuse, once these writes have all succeeded.
+    pub memo: Memo,
     status: StatusParts,
 }
 
@@ -449,8 +581,8 @@ impl Converge {
     }
 }
 
-/// The plan of one reconcile. `compiled` is the baseline's compiled spec (or why it does not
-/// compile); `others` are the other baselines whose specs compile.
+/// The plan of one reconcile, from scratch. `compiled` is the baseline's compiled spec (or why
+/// it does not compile); `others` are the other baselines whose specs compile.
 pub fn plan(
     b: &SecurityBaseline,
     compiled: Result<&CompiledBaseline, &str>,
@@ -459,6 +591,86 @@ pub fn plan(
     env: &Env<'_>,
     now: Timestamp,
 ) -> Plan {
+    plan_since(b, compiled, others, snap, env, now, Since::default())
+}
+
+/// [`plan`], rebuilding only what changed since the previous plan (`since`). The result is the
+/// same as planning from scratch over the same snapshot (see `memo.rs` for why).
+pub fn plan_since(
+    b: &SecurityBaseline,
+    compiled: Result<&CompiledBaseline, &str>,
+    others: &[OtherBaseline],
+    snap: &Snapshot,
+    env: &Env<'_>,
+    now: Timestamp,
+    since: Since,
+) -> Plan {
+    match prepare(b, compiled, others, snap, env, now, since) {
+        Prepared::Release(r) => Plan::Release(r),
+        Prepared::Invalid(s) => Plan::Invalid(s),
+        Prepared::Converge(w) => Plan::Converge(Box::new(w.audit(snap))),
+    }
+}
+
+/// The previous plan's results and what changed since, for incremental planning.
+#[derive(Default)]
+pub struct Since {
+    pub previous: Option<Memo>,
+    pub changed: Changed,
+}
+
+/// A plan in two steps: the writes first (the defenses go out before the audit runs), then
+/// [`Writing::audit`] for what the reconcile reports.
+pub enum Prepared<'a> {
+    Release(Release),
+    Invalid(Option<Box<SecurityBaselineStatus>>),
+    Converge(Box<Writing<'a>>),
+}
+
+/// A converging reconcile's writes, before its audit.
+pub struct Writing<'a> {
+    pub add_finalizer: bool,
+    pub writes: Writes,
+    pub labels: Vec<LabelPatch>,
+    /// Namespaces rebuilt (`None`: every owned one, from scratch).
+    pub rebuilt: Option<usize>,
+    audit: AuditStage<'a>,
+}
+
+/// What the audit and the status need from the first step.
+struct AuditStage<'a> {
+    b: &'a SecurityBaseline,
+    compiled: &'a CompiledBaseline,
+    report_max_results: Option<usize>,
+    contested: &'a BTreeMap<String, Contest>,
+    now: Timestamp,
+    namespaces: Vec<Arc<k8s_openapi::api::core::v1::Namespace>>,
+    covered: BTreeSet<String>,
+    ownership: observe::Ownership,
+    owner: Option<OwnerReference>,
+    learned: super::learned::Learned,
+    per_ns: BTreeMap<String, Arc<NamespaceObjects>>,
+    preview: Option<EnforcePreview>,
+    refused: Vec<String>,
+    label_foreign: Vec<String>,
+    labelled: u32,
+    has_finalizer: bool,
+    needs_finalizer: bool,
+    requeue: Duration,
+    memo: Memo,
+    enforce: bool,
+}
+
+/// The first step of a plan: everything up to the writes.
+pub fn prepare<'a>(
+    b: &'a SecurityBaseline,
+    compiled: Result<&'a CompiledBaseline, &str>,
+    others: &[OtherBaseline],
+    snap: &Snapshot,
+    env: &Env<'a>,
+    now: Timestamp,
+    since: Since,
+) -> Prepared<'a> {
     let name = b.name_any();
     let has_finalizer = b
         .finalizers()
@@ -467,7 +679,7 @@ pub fn plan(
     // Deletion first: it needs nothing of the spec, and a spec that no longer compiles must not
     // keep the finalizer (and the namespaces' PSA labels) forever.
     if b.metadata.deletion_timestamp.is_some() {
-        return Plan::Release(Release {
+        return Prepared::Release(Release {
             labels: labels::plan(snap, &name, &BTreeMap::new()).patches,
             remove_finalizer: has_finalizer,
         });
@@ -476,7 +688,9 @@ pub fn plan(
         Ok(c) => c,
         Err(why) => {
             let status = invalid_status(b.status.as_ref(), b.metadata.generation, why, now);
-            return Plan::Invalid((b.status.as_ref() != Some(&status)).then_some(Box::new(status)));
+            return Prepared::Invalid(
+                (b.status.as_ref() != Some(&status)).then_some(Box::new(status)),
+            );
         }
     };
     let uid = b.metadata.uid.clone().unwrap_or_default();
@@ -487,25 +701,76 @@ pub fn plan(
     let ownership = observe::ownership(b, compiled, &namespaces, others);
     let owner = owner_ref(b);
     let learned = super::learned::evaluate(env.learn, compiled, &covered, now);
+    let globals = Globals {
+        uid: uid.clone(),
+        generation: b.metadata.generation,
+        expiry: compiled.next_expiry(now),
+        api_server: observe::api_server_endpoints(snap),
+        webhooks: observe::webhook_backends(snap),
+        ceiling: ceiling(snap, env.grantable),
+        learned: learned.ready.clone(),
+        contested: env.contested.keys().cloned().collect(),
+        served: vec![snap.peer_authentications.is_some()],
+    };
+    let scope = Scope::of(
+        since.previous.as_ref(),
+        &since.changed,
+        &globals,
+        &ownership.owned,
+        now,
+        env.resync,
+    );
     let inputs = BuildInputs {
         namespaces: &namespaces,
-        api_server: observe::api_server_endpoints(snap),
-        workloads: observe::workload_pods(snap, &covered),
-        webhooks: observe::webhook_backends(snap),
+        api_server: &globals.api_server,
+        workloads: observe::workload_pods(snap, &|ns| scope.rebuilds(ns) && covered.contains(ns)),
+        webhooks: &globals.webhooks,
         ready: &learned.ready,
         owner: owner.as_ref(),
-        ceiling: ceiling(snap, env.grantable),
+        ceiling: &globals.ceiling,
     };
+    let declared_refused = declared_refusals(&globals.ceiling, compiled);
 
-    let (per_ns, refused) = inputs.build(compiled, &ownership.owned);
-    // Audit mode: what Enforce would do, by the same build and the same write decisions.
+    // Audit mode: what Enforce would do, by the same build and the same write decisions (from
+    // scratch: an Audit baseline writes nothing, so nothing here is latency-bound).
     let preview = (!enforce).then(|| {
         let mut as_enforce = compiled.clone();
         as_enforce.settings.enforcement = Enforcement::Enforce;
         let own = observe::ownership(b, &as_enforce, &namespaces, others);
-        let (wanted, _) = inputs.build(&as_enforce, &own.owned);
-        let cluster = desired::cluster_objects(&as_enforce, owner.as_ref());
-        let writes = Writes::new(&wanted, cluster, snap, &name, &uid, &BTreeMap::new());
+        let all = observe::workload_pods(snap, &|ns| covered.contains(ns));
+        let inputs = BuildInputs {
+            workloads: all,
+            ..inputs.clone()
+        };
+        let wanted: BTreeMap<String, Arc<NamespaceObjects>> = inputs
+            .build(&as_enforce, own.owned.iter())
+            .into_iter()
+            .map(|(ns, built)| (ns, Arc::new(built.objects)))
+            .collect();
+        let cached = CachedByNs::of(snap);
+        let mut writes = Writes::cluster(
+            desired::cluster_objects(&as_enforce, owner.as_ref()),
+            snap,
+            &name,
+            &uid,
+            &BTreeMap::new(),
+        );
+        for ns in cached
+            .namespaces()
+            .into_iter()
+            .chain(wanted.keys().map(String::as_str))
+        {
+            let objects = wanted.get(ns).map(|o| &**o);
+            writes.merge(Writes::namespace(
+                ns,
+                objects,
+                &cached,
+                &name,
+                &uid,
+                &BTreeMap::new(),
+            ));
+        }
+        writes.finish(&wanted, snap.peer_authentications.is_some());
         let labels = labels::plan(snap, &name, &wanted).patches;
         preview_of(writes.changes(), &labels)
     });
@@ -515,31 +780,77 @@ pub fn plan(
         ClusterObjects::default()
     };
 
-    // Evaluate against the state this reconcile converges to.
-    let report = observe::audit(
-        snap,
+    // Rebuild the namespaces in scope; keep the others as the previous plan left them.
+    let previous_full_at = since.previous.as_ref().and_then(|m| m.from_scratch_at);
+    let mut kept = since.previous.map(|m| m.namespaces).unwrap_or_default();
+    kept.retain(|ns, _| ownership.owned.contains(ns) && !scope.rebuilds(ns));
+    let rebuilt = inputs.build(
         compiled,
-        &namespaces,
-        observe::ConvergedTo {
-            desired: &per_ns,
-            now,
-        },
-        &ownership.owned,
-        learned
-            .usage
-            .as_ref()
-            .map(|usage| crate::policy::audit::LearnedUsage {
-                usage,
-                since: learned.window_start,
-                label: learned.label.clone(),
-            }),
+        ownership.owned.iter().filter(|ns| scope.rebuilds(ns)),
     );
-    let writes = Writes::new(&per_ns, cluster, snap, &name, &uid, env.contested);
+    let rebuilt_count = (!scope.is_everything()).then_some(rebuilt.len());
+    let cached = CachedByNs::of(snap);
+    let mut writes = Writes::cluster(cluster, snap, &name, &uid, env.contested);
+    let mut memo = Memo {
+        globals,
+        from_scratch_at: if scope.is_everything() {
+            Some(now)
+        } else {
+            previous_full_at
+        },
+        namespaces: kept,
+    };
+    for (ns, built) in rebuilt {
+        let w = Writes::namespace(
+            &ns,
+            Some(&built.objects),
+            &cached,
+            &name,
+            &uid,
+            env.contested,
+        );
+        let lines = w.changes();
+        writes.merge(w);
+        memo.namespaces.insert(
+            ns,
+            memo::Namespace {
+                objects: Arc::new(built.objects),
+                refused: built.refused,
+                foreign: lines.foreign,
+                contested: lines.contested,
+                unserved: lines.unserved,
+            },
+        );
+    }
+    // Prunes where nothing is wanted: namespaces no longer owned (or covered) that hold this
+    // baseline's objects.
+    for ns in cached.namespaces() {
+        if scope.prunes_in(ns) && !memo.namespaces.contains_key(ns) {
+            writes.merge(Writes::namespace(
+                ns,
+                None,
+                &cached,
+                &name,
+                &uid,
+                env.contested,
+            ));
+        }
+    }
+    let per_ns: BTreeMap<String, Arc<NamespaceObjects>> = memo
+        .namespaces
+        .iter()
+        .map(|(ns, m)| (ns.clone(), m.objects.clone()))
+        .collect();
+    writes.finish(&per_ns, snap.peer_authentications.is_some());
+    let mut refused = declared_refused;
+    refused.extend(
+        memo.namespaces
+            .values()
+            .flat_map(|m| m.refused.iter().cloned()),
+    );
+    refused.sort();
+    refused.dedup();
     let label_plan = labels::plan(snap, &name, &per_ns);
-    let reports = env.report_max_results.map(|max| {
-        let covered: Vec<String> = covered.iter().cloned().collect();
-        super::reports::wanted(&name, &covered, &report.findings, owner.as_ref(), max)
-    });
     let requeue = compiled
         .next_expiry(now)
         .map(|t| t.as_second())
@@ -549,40 +860,118 @@ pub fn plan(
         .min()
         .map(|t| Duration::from_secs((t - now.as_second()).max(1) as u64))
         .map_or(env.resync, |d| d.min(env.resync));
-    let changes = writes.changes();
-    Plan::Converge(Box::new(Converge {
+    Prepared::Converge(Box::new(Writing {
         add_finalizer: needs_finalizer && !has_finalizer,
-        remove_finalizer: !needs_finalizer && label_plan.labelled == 0 && has_finalizer,
-        status: StatusParts {
-            generation: b.metadata.generation,
-            allowances: per_ns
-                .values()
-                .flat_map(|o| o.allowances.iter().cloned())
-                .collect(),
-            preview,
-            refused_rules: refused,
-            conflicts: ownership.conflicts,
-            foreign: changes
-                .foreign
-                .into_iter()
-                .chain(label_plan.foreign)
-                .collect(),
-            contested: changes
-                .contested
-                .iter()
-                .filter_map(|o| Some(env.contested.get(o)?.line(o)))
-                .collect(),
-            unserved: changes.unserved,
-            learned: learned.status.clone(),
-            enforce,
-        },
         writes,
         labels: label_plan.patches,
-        labelled: label_plan.labelled,
-        reports,
-        report,
-        requeue,
+        rebuilt: rebuilt_count,
+        audit: AuditStage {
+            b,
+            compiled,
+            report_max_results: env.report_max_results,
+            contested: env.contested,
+            now,
+            namespaces,
+            covered,
+            ownership,
+            owner,
+            learned,
+            per_ns,
+            preview,
+            refused,
+            label_foreign: label_plan.foreign,
+            labelled: label_plan.labelled,
+            has_finalizer,
+            needs_finalizer,
+            requeue,
+            memo,
+            enforce,
+        },
     }))
+}
+
+impl Writing<'_> {
+    /// The second step: the audit of the state the writes converge to, the reports and status.
+    pub fn audit(self, snap: &Snapshot) -> Converge {
+        let Writing {
+            add_finalizer,
+            writes,
+            labels,
+            rebuilt: _,
+            audit: a,
+        } = self;
+        let name = a.b.name_any();
+        let report = observe::audit(
+            snap,
+            a.compiled,
+            &a.namespaces,
+            observe::ConvergedTo {
+                desired: &a.per_ns,
+                now: a.now,
+            },
+            &a.ownership.owned,
+            a.learned
+                .usage
+                .as_ref()
+                .map(|usage| crate::policy::audit::LearnedUsage {
+                    usage,
+                    since: a.learned.window_start,
+                    label: a.learned.label.clone(),
+                }),
+        );
+        let reports = a.report_max_results.map(|max| {
+            let covered: Vec<String> = a.covered.iter().cloned().collect();
+            super::reports::wanted(&name, &covered, &report.findings, a.owner.as_ref(), max)
+        });
+        // Status lines of the namespaces not rebuilt come from the memo (the rebuilt ones are in
+        // both).
+        let Changes {
+            mut foreign,
+            mut contested,
+            mut unserved,
+            ..
+        } = writes.changes();
+        for m in a.memo.namespaces.values() {
+            foreign.extend(m.foreign.iter().cloned());
+            contested.extend(m.contested.iter().cloned());
+            unserved.extend(m.unserved.iter().cloned());
+        }
+        for v in [&mut foreign, &mut contested, &mut unserved] {
+            v.sort();
+            v.dedup();
+        }
+        foreign.extend(a.label_foreign);
+        Converge {
+            add_finalizer,
+            remove_finalizer: !a.needs_finalizer && a.labelled == 0 && a.has_finalizer,
+            status: StatusParts {
+                generation: a.b.metadata.generation,
+                allowances: a
+                    .per_ns
+                    .values()
+                    .flat_map(|o| o.allowances.iter().cloned())
+                    .collect(),
+                preview: a.preview,
+                refused_rules: a.refused,
+                conflicts: a.ownership.conflicts,
+                foreign,
+                contested: contested
+                    .iter()
+                    .filter_map(|o| Some(a.contested.get(o)?.line(o)))
+                    .collect(),
+                unserved,
+                learned: a.learned.status.clone(),
+                enforce: a.enforce,
+            },
+            writes,
+            labels,
+            labelled: a.labelled,
+            reports,
+            report,
+            requeue: a.requeue,
+            memo: a.memo,
+        }
+    }
 }
 
 fn owner_ref(b: &SecurityBaseline) -> Option<OwnerReference> {
@@ -607,98 +996,115 @@ fn ceiling(snap: &Snapshot, grantable: &str) -> Vec<k8s_openapi::api::rbac::v1::
 
 /// What the build of one baseline's per-namespace objects reads, gathered once per reconcile
 /// (the Audit-mode preview builds a second time from the same inputs).
+#[derive(Clone)]
 struct BuildInputs<'a> {
     namespaces: &'a [Arc<k8s_openapi::api::core::v1::Namespace>],
-    api_server: Vec<(std::net::IpAddr, u16)>,
+    api_server: &'a [(std::net::IpAddr, u16)],
     workloads: BTreeMap<String, Vec<desired::WorkloadPods>>,
-    webhooks: BTreeMap<String, Vec<desired::WebhookBackend>>,
+    webhooks: &'a BTreeMap<String, Vec<desired::WebhookBackend>>,
     ready: &'a super::learned::ReadyRules,
     owner: Option<&'a OwnerReference>,
-    ceiling: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+    ceiling: &'a [k8s_openapi::api::rbac::v1::PolicyRule],
+}
+
+/// One namespace's build: its objects, Roles bounded by the ceiling, and the learned rules left
+/// out.
+struct Built {
+    objects: NamespaceObjects,
+    refused: Vec<String>,
 }
 
 impl BuildInputs<'_> {
-    /// The objects wanted in each owned namespace, their Roles bounded by the ceiling, and the
-    /// refused rules named for status.
-    fn build(
+    /// The objects wanted in each of `namespaces` (owned ones).
+    fn build<'n>(
         &self,
         compiled: &CompiledBaseline,
-        owned: &BTreeSet<String>,
-    ) -> (BTreeMap<String, NamespaceObjects>, Vec<String>) {
+        namespaces: impl Iterator<Item = &'n String>,
+    ) -> BTreeMap<String, Built> {
         let labels: HashMap<&str, _> = self
             .namespaces
             .iter()
             .filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref())))
             .collect();
-        let mut per_ns: BTreeMap<String, NamespaceObjects> = owned
-            .iter()
+        let declared = declared_rules(compiled);
+        namespaces
             .map(|ns| {
                 let inputs = desired::NamespaceContext {
                     labels: labels.get(ns.as_str()).copied().flatten(),
-                    api_server: &self.api_server,
+                    api_server: self.api_server,
                     workloads: self.workloads.get(ns).map_or(&[], Vec::as_slice),
                     webhooks: self.webhooks.get(ns).map_or(&[], Vec::as_slice),
                     learned: self.ready.get(ns),
                 };
-                (
-                    ns.clone(),
-                    desired::namespace_objects(ns, &inputs, compiled, self.owner),
-                )
+                let mut objects = desired::namespace_objects(ns, &inputs, compiled, self.owner);
+                let refused = bound_by_ceiling(self.ceiling, &declared, ns, &mut objects);
+                (ns.clone(), Built { objects, refused })
             })
-            .collect();
-        let refused = bound_by_ceiling(&self.ceiling, compiled, &mut per_ns);
-        (per_ns, refused)
+            .collect()
     }
 }
 
-/// Leaves out of every generated Role the rules its ceiling ClusterRole does not hold (the API
-/// server would refuse the whole Role: Palisade has no `escalate`), and names them for status:
-/// `spec.rbac.serviceAccounts[i].rules[j]` per refused declared rule.
-fn bound_by_ceiling(
+fn declared_rules(compiled: &CompiledBaseline) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+    compiled
+        .spec
+        .rbac
+        .iter()
+        .flat_map(|r| r.service_accounts.iter())
+        .flat_map(|sa| sa.rules.iter().map(|r| r.to_policy_rule()))
+        .collect()
+}
+
+/// The declared rules the ceiling ClusterRole does not hold, named for status:
+/// `spec.rbac.serviceAccounts[i].rules[j]`.
+fn declared_refusals(
     ceiling: &[k8s_openapi::api::rbac::v1::PolicyRule],
     compiled: &CompiledBaseline,
-    per_ns: &mut BTreeMap<String, NamespaceObjects>,
 ) -> Vec<String> {
     use crate::policy::rbac::ceiling::covers;
-    let accounts = || {
-        compiled
-            .spec
-            .rbac
-            .iter()
-            .flat_map(|r| r.service_accounts.iter())
-    };
+    let accounts = compiled
+        .spec
+        .rbac
+        .iter()
+        .flat_map(|r| r.service_accounts.iter());
     let mut refused = Vec::new();
-    for (i, sa) in accounts().enumerate() {
+    for (i, sa) in accounts.enumerate() {
         for (j, rule) in sa.rules.iter().enumerate() {
             if !covers(ceiling, &rule.to_policy_rule()) {
                 refused.push(format!("spec.rbac.serviceAccounts[{i}].rules[{j}]"));
             }
         }
     }
-    let declared: Vec<_> = accounts()
-        .flat_map(|sa| sa.rules.iter().map(|r| r.to_policy_rule()))
-        .collect();
-    for (ns, objects) in per_ns.iter_mut() {
-        for role in &mut objects.roles {
-            let name = role.metadata.name.clone().unwrap_or_default();
-            if let Some(rules) = &mut role.rules {
-                rules.retain(|r| {
-                    let ok = covers(ceiling, r);
-                    if !ok && !declared.contains(r) {
-                        // A learned rule: named by what it grants.
-                        let what = crate::policy::rbac::learn::summary(std::slice::from_ref(r));
-                        refused.push(format!(
-                            "learned rule of Role {ns}/{name}: {}",
-                            what.join("")
-                        ));
-                    }
-                    ok
-                });
-            }
+    refused
+}
+
+/// Leaves out of every generated Role of namespace `ns` the rules its ceiling ClusterRole does
+/// not hold (the API server would refuse the whole Role: Palisade has no `escalate`), and names
+/// the learned ones among them (declared ones are named by [`declared_refusals`]).
+fn bound_by_ceiling(
+    ceiling: &[k8s_openapi::api::rbac::v1::PolicyRule],
+    declared: &[k8s_openapi::api::rbac::v1::PolicyRule],
+    ns: &str,
+    objects: &mut NamespaceObjects,
+) -> Vec<String> {
+    use crate::policy::rbac::ceiling::covers;
+    let mut refused = Vec::new();
+    for role in &mut objects.roles {
+        let name = role.metadata.name.clone().unwrap_or_default();
+        if let Some(rules) = &mut role.rules {
+            rules.retain(|r| {
+                let ok = covers(ceiling, r);
+                if !ok && !declared.contains(r) {
+                    // A learned rule: named by what it grants.
+                    let what = crate::policy::rbac::learn::summary(std::slice::from_ref(r));
+                    refused.push(format!(
+                        "learned rule of Role {ns}/{name}: {}",
+                        what.join("")
+                    ));
+                }
+                ok
+            });
         }
     }
-    refused.sort();
-    refused.dedup();
     refused
 }
 
@@ -764,6 +1170,7 @@ fn invalid_status(
 }
 
 pub mod labels;
+pub mod memo;
 
 #[cfg(test)]
 mod tests;

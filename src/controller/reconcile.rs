@@ -6,7 +6,7 @@ use super::cache::Caches;
 use super::compiled::CompiledCache;
 use super::events::{self, EventMemory};
 use super::observe::OtherBaseline;
-use super::plan::{self, Converge, KindPlan, LabelPatch, Plan, Writes};
+use super::plan::{self, KindPlan, LabelPatch, Prepared, Since, Writes, Writing};
 use crate::crd::SecurityBaseline;
 use crate::metrics::{BaselineLabels, ErrorLabels, KindLabels, Metrics, ViolationLabels};
 use crate::policy::desired::FIELD_MANAGER;
@@ -36,7 +36,11 @@ pub struct Context {
     pub client: Client,
     pub caches: Caches,
     pub baselines: Store<DeserializeGuard<SecurityBaseline>>,
-    pub compiled: CompiledCache,
+    pub compiled: Arc<CompiledCache>,
+    /// What changed per baseline since its last reconcile (the triggers record it).
+    pub changes: super::changes::ChangeLog,
+    /// Per baseline, the last successful plan's per-namespace results.
+    pub memos: Mutex<HashMap<String, plan::memo::Memo>>,
     /// Restores of generated objects, to notice a writer Palisade is fighting.
     pub fights: super::fights::Fights,
     pub metrics: Arc<Metrics>,
@@ -163,18 +167,23 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         learn: ctx.learn.as_deref(),
         resync: ctx.resync,
     };
+    // Taken before the snapshot: a change recorded later has its own reconcile.
+    let since = Since {
+        changed: ctx.changes.take(&name),
+        previous: ctx.memos.lock().expect("lock").remove(&name),
+    };
     let snapshot = ctx.caches.snapshot();
-    let planned = plan::plan(
+    let prepared = plan::prepare(
         b,
         compiled.as_deref().map_err(|e| &**e),
         &others(ctx, &name, now),
         &snapshot,
         &env,
         now,
+        since,
     );
-    drop(snapshot);
-    match planned {
-        Plan::Release(release) => {
+    match prepared {
+        Prepared::Release(release) => {
             let mut changes = Vec::new();
             label_namespaces(ctx, &release.labels, &mut changes).await?;
             if release.remove_finalizer {
@@ -183,34 +192,50 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
             ctx.events.forget(&name);
             Ok(Action::await_change())
         }
-        Plan::Invalid(status) => {
+        Prepared::Invalid(status) => {
             // The schema rejects most of this; what slips through is reported, not retried.
             if let Some(status) = status {
                 patch_status(ctx, &name, &status).await?;
             }
             Ok(Action::await_change())
         }
-        Plan::Converge(plan) => converge(b, ctx, *plan, now).await,
+        Prepared::Converge(writing) => {
+            let result = converge(b, ctx, *writing, &snapshot, now).await;
+            if result.is_err() {
+                // The cluster is short of what was planned: the next plan starts over.
+                ctx.memos.lock().expect("lock").remove(&name);
+                ctx.changes.everything(&name);
+            }
+            result
+        }
     }
 }
 
+/// Writes first (the defenses do not wait for the audit), then the audit, reports and status.
 async fn converge(
     b: &SecurityBaseline,
     ctx: &Context,
-    plan: Converge,
+    writing: Writing<'_>,
+    snapshot: &super::cache::Snapshot,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let name = b.name_any();
     let uid = b.metadata.uid.clone().unwrap_or_default();
-    if plan.add_finalizer {
+    if writing.add_finalizer {
         set_finalizer(ctx, b, true).await?;
     }
     let mut changes = Vec::new();
-    let applied = async {
-        write_generated(ctx, &name, &plan.writes, &mut changes).await?;
-        label_namespaces(ctx, &plan.labels, &mut changes).await?;
-        if let (Some(r), Some(wanted)) = (&ctx.reports, &plan.reports) {
-            r.converge(&ctx.metrics, &name, &uid, wanted.clone())
+    let written = async {
+        write_generated(ctx, &name, &writing.writes, &mut changes).await?;
+        label_namespaces(ctx, &writing.labels, &mut changes).await
+    }
+    .await;
+    tracing::debug!(baseline = %name, rebuilt = ?writing.rebuilt, "generated objects written");
+    let plan = writing.audit(snapshot);
+    let applied = match written {
+        Ok(()) => match (&ctx.reports, &plan.reports) {
+            (Some(r), Some(wanted)) => r
+                .converge(&ctx.metrics, &name, &uid, wanted.clone())
                 .await
                 .map_err(|e| match e {
                     super::reports::WriteError::Apply(name, source) => Error::Apply {
@@ -223,11 +248,12 @@ async fn converge(
                         name,
                         source,
                     },
-                })?;
-        }
-        Ok::<(), Error>(())
-    }
-    .await;
+                })
+                .map(drop),
+            _ => Ok(()),
+        },
+        Err(e) => Err(e),
+    };
     let degraded = applied.as_ref().err().map(|e| e.to_string());
     export_generated(ctx, &name, &plan.generated());
     export_violations(ctx, &name, &plan.report);
@@ -253,7 +279,9 @@ async fn converge(
     if plan.remove_finalizer {
         set_finalizer(ctx, b, false).await?;
     }
-    Ok(Action::requeue(plan.requeue))
+    let requeue = plan.requeue;
+    ctx.memos.lock().expect("lock").insert(name, plan.memo);
+    Ok(Action::requeue(requeue))
 }
 
 /// Executes every generated kind's part of the plan, kind by kind.
@@ -447,6 +475,10 @@ async fn set_finalizer(ctx: &Context, b: &SecurityBaseline, present: bool) -> Re
 /// PalisadeReconcileStalled. Counters stay (their rate falls to zero, as Prometheus expects).
 pub fn forget_deleted_baselines(ctx: &Context, live: &HashSet<String>) {
     ctx.compiled.retain(live);
+    ctx.memos
+        .lock()
+        .expect("lock")
+        .retain(|b, _| live.contains(b));
     ctx.fights.retain(live);
     let gone: Vec<String> = {
         let exported = ctx.exported.lock().expect("lock");

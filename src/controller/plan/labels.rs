@@ -30,7 +30,11 @@ pub struct LabelPlan {
     pub foreign: Vec<String>,
 }
 
-pub fn plan(snap: &Snapshot, name: &str, per_ns: &BTreeMap<String, NamespaceObjects>) -> LabelPlan {
+pub fn plan(
+    snap: &Snapshot,
+    name: &str,
+    per_ns: &BTreeMap<String, std::sync::Arc<NamespaceObjects>>,
+) -> LabelPlan {
     let mut out = LabelPlan {
         patches: Vec::new(),
         labelled: 0,

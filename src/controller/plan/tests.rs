@@ -1055,4 +1055,5 @@ fn the_cache_keeps_other_writers_of_palisades_objects_only() {
     );
 }
 
+mod incremental;
 mod mesh;

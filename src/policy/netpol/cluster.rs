@@ -2,8 +2,10 @@
 //! ports) and compiled policies, indexed once so that a truth table costs bit lookups.
 
 use super::compile::{compile, CompiledPolicy, InvalidPolicy, Namespaces, Peer, Protocol, Way};
+use crate::policy::selector::Selector;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 pub type Labels = BTreeMap<String, String>;
@@ -213,6 +215,10 @@ impl Cluster {
         let with_ips: Vec<usize> = (0..n).filter(|&i| !self.pods[i].ips.is_empty()).collect();
         let mut isolating = vec![[Vec::new(), Vec::new()]; n];
         let mut indexed = Vec::with_capacity(self.policies.len());
+        // The namespaces each namespaceSelector matches, once per distinct selector: generated
+        // policies repeat the same peers (DNS in kube-system) in every namespace, and matching
+        // each against every namespace made the index grow with policies x namespaces.
+        let matching: RefCell<HashMap<Selector, Vec<&Vec<usize>>>> = RefCell::default();
         for (pi, policy) in self.policies.iter().enumerate() {
             for &i in by_ns.get(policy.namespace.as_str()).into_iter().flatten() {
                 if policy.pod_selector.matches(&self.pods[i].labels) {
@@ -229,11 +235,20 @@ impl Cluster {
                         Namespaces::Own => {
                             by_ns.get(policy.namespace.as_str()).into_iter().collect()
                         }
-                        Namespaces::Matching(s) => by_ns
-                            .iter()
-                            .filter(|(ns, _)| s.matches(ns_labels(ns)))
-                            .map(|(_, v)| v)
-                            .collect(),
+                        Namespaces::Matching(s) => {
+                            let mut known = matching.borrow_mut();
+                            if let Some(v) = known.get(s) {
+                                v.clone()
+                            } else {
+                                let v: Vec<&Vec<usize>> = by_ns
+                                    .iter()
+                                    .filter(|(ns, _)| s.matches(ns_labels(ns)))
+                                    .map(|(_, v)| v)
+                                    .collect();
+                                known.insert(s.clone(), v.clone());
+                                v
+                            }
+                        }
                     };
                     for &i in candidates.into_iter().flatten() {
                         if pods.matches(&self.pods[i].labels) {

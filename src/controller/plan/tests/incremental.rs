@@ -1,0 +1,318 @@
+//! Incremental planning gives what planning from scratch gives: over random sequences of changes
+//! (namespaces created, deleted and relabelled, pods, drift, foreign objects, a cluster-wide
+//! change), the incremental plan and a from-scratch plan over the same snapshot are compared
+//! write for write, finding for finding and in their status; then the incremental one is
+//! executed, and its own writes are recorded as changes, as the watches would.
+
+use super::*;
+use crate::controller::plan::memo::{Changed, Memo};
+use k8s_openapi::api::core::v1::Pod;
+
+fn bare_pod(ns: &str, name: &str, labels: &[(&str, &str)]) -> Arc<Pod> {
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut p: Pod = serde_yaml_ng::from_str(&format!(
+        "metadata: {{name: {name}, namespace: {ns}}}\n\
+         spec: {{containers: [{{name: c, image: i}}]}}"
+    ))
+    .unwrap();
+    p.metadata.labels = Some(labels);
+    Arc::new(p)
+}
+
+/// One step of both plans; returns the incremental one and how many namespaces it rebuilt
+/// (`None`: from scratch).
+fn step(
+    b: &SecurityBaseline,
+    snap: &Snapshot,
+    previous: Option<Memo>,
+    changed: Changed,
+    when: Timestamp,
+    what: &str,
+) -> (Box<Converge>, Option<usize>) {
+    let compiled = CompiledBaseline::compile(&b.name_any(), &b.spec, when).unwrap();
+    let env = env();
+    let since = Since { previous, changed };
+    let Prepared::Converge(writing) = prepare(b, Ok(&compiled), &[], snap, &env, when, since)
+    else {
+        panic!("{what}: expected Converge");
+    };
+    let rebuilt = writing.rebuilt;
+    let inc = Box::new(writing.audit(snap));
+    let full = converge(plan(b, Ok(&compiled), &[], snap, &env, when));
+    // Write for write; the lines naming objects left alone are compared in the status (an
+    // incremental plan keeps those of the namespaces it did not rebuild in its memo).
+    assert_eq!(
+        writes_only(&inc.writes),
+        writes_only(&full.writes),
+        "{what}: writes"
+    );
+    assert_eq!(inc.labels, full.labels, "{what}: namespace labels");
+    assert_eq!(inc.generated(), full.generated(), "{what}: counts");
+    assert_eq!(
+        format!("{:?}", inc.report.findings),
+        format!("{:?}", full.report.findings),
+        "{what}: findings"
+    );
+    assert_eq!(inc.reports, full.reports, "{what}: reports");
+    assert_eq!(
+        inc.status(None, b.status.as_ref(), when),
+        full.status(None, b.status.as_ref(), when),
+        "{what}: status"
+    );
+    assert_eq!(
+        inc.memo.namespaces, full.memo.namespaces,
+        "{what}: what the next plan reuses"
+    );
+    (inc, rebuilt)
+}
+
+fn writes_only(w: &Writes) -> Writes {
+    fn kind<K: Clone>(p: &KindPlan<K>) -> KindPlan<K> {
+        KindPlan {
+            wanted: p.wanted,
+            apply: p.apply.clone(),
+            prune: p.prune.clone(),
+            ..KindPlan::default()
+        }
+    }
+    Writes {
+        network_policies: kind(&w.network_policies),
+        roles: kind(&w.roles),
+        role_bindings: kind(&w.role_bindings),
+        admission_policies: kind(&w.admission_policies),
+        admission_bindings: kind(&w.admission_bindings),
+        peer_authentications: kind(&w.peer_authentications),
+    }
+}
+
+/// The changes the watches report after `c` is executed: every namespace written in, and a
+/// cluster-wide change for cluster-scoped writes.
+fn written(c: &Converge) -> Changed {
+    let mut changed = Changed::Namespaces(BTreeSet::new());
+    let Writes {
+        network_policies,
+        roles,
+        role_bindings,
+        admission_policies,
+        admission_bindings,
+        peer_authentications,
+    } = &c.writes;
+    fn kind<K: Resource>(p: &KindPlan<K>, out: &mut Changed) {
+        let written = p.apply.iter().map(|w| w.object.meta().namespace.clone());
+        for ns in written.chain(p.prune.iter().map(|o| o.meta().namespace.clone())) {
+            out.add(ns.as_deref());
+        }
+    }
+    kind(network_policies, &mut changed);
+    kind(roles, &mut changed);
+    kind(role_bindings, &mut changed);
+    kind(admission_policies, &mut changed);
+    kind(admission_bindings, &mut changed);
+    kind(peer_authentications, &mut changed);
+    for p in &c.labels {
+        changed.add(Some(&p.namespace));
+    }
+    changed
+}
+
+fn merge(a: Changed, b: Changed) -> Changed {
+    match (a, b) {
+        (Changed::Namespaces(mut x), Changed::Namespaces(y)) => {
+            x.extend(y);
+            Changed::Namespaces(x)
+        }
+        _ => Changed::Everything,
+    }
+}
+
+#[test]
+fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
+    let mut b = sample("shop", "u1", "2026-01-01T00:00:00Z");
+    b.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let pod_labels: [&[(&str, &str)]; 4] = [
+        &[("app", "db")],
+        &[("db-access", "true")],
+        &[("app", "vendor-x")],
+        &[("app", "web"), ("trust", "untrusted")],
+    ];
+    let (mut scoped, mut from_scratch, mut rebuilt_total, mut owned_total) = (0, 0, 0, 0);
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut snap = cluster();
+        let mut memo = None;
+        let mut changed = Changed::Everything;
+        for i in 0..25 {
+            let names: Vec<String> = snap.namespaces.iter().map(|n| n.name_any()).collect();
+            if names.is_empty() {
+                snap.namespaces
+                    .push(namespace("shop", &[("team", "shop")], &[]));
+                changed.add(Some("shop"));
+                continue;
+            }
+            let ns = rng.pick(&names).clone();
+            let what = match rng.next() % 11 {
+                0 => {
+                    let new = format!("ns-{i}");
+                    snap.namespaces
+                        .push(namespace(&new, &[("team", "shop")], &[]));
+                    changed.add(Some(&new));
+                    format!("namespace {new} created")
+                }
+                1 => {
+                    let new = format!("other-{i}");
+                    snap.namespaces
+                        .push(namespace(&new, &[("team", "web")], &[]));
+                    changed.add(Some(&new));
+                    format!("namespace {new} created, not covered")
+                }
+                2 => {
+                    snap.namespaces.retain(|n| n.name_any() != ns);
+                    if rng.next().is_multiple_of(2) {
+                        // The namespace controller has removed its objects too.
+                        snap.network_policies
+                            .retain(|o| o.metadata.namespace.as_deref() != Some(&ns));
+                        snap.pods
+                            .retain(|o| o.metadata.namespace.as_deref() != Some(&ns));
+                    }
+                    changed.add(Some(&ns));
+                    format!("namespace {ns} deleted")
+                }
+                3 => {
+                    let n = snap
+                        .namespaces
+                        .iter_mut()
+                        .find(|n| n.name_any() == ns)
+                        .unwrap();
+                    let mut relabelled = (**n).clone();
+                    let labels = relabelled
+                        .metadata
+                        .labels
+                        .get_or_insert_with(Default::default);
+                    let team = if labels.get("team").map(String::as_str) == Some("shop") {
+                        "web"
+                    } else {
+                        "shop"
+                    };
+                    labels.insert("team".into(), team.into());
+                    *n = Arc::new(relabelled);
+                    changed.add(Some(&ns));
+                    format!("namespace {ns} relabelled team={team}")
+                }
+                4 | 5 => {
+                    let labels = *rng.pick(&pod_labels);
+                    snap.pods.push(bare_pod(&ns, &format!("p-{i}"), labels));
+                    changed.add(Some(&ns));
+                    format!("pod {ns}/p-{i} {labels:?} created")
+                }
+                6 => {
+                    if snap.pods.is_empty() {
+                        continue;
+                    }
+                    let gone = (rng.next() % snap.pods.len() as u64) as usize;
+                    let p = snap.pods.remove(gone);
+                    changed.add(p.metadata.namespace.as_deref());
+                    format!("pod {} deleted", p.name_any())
+                }
+                7 => {
+                    let Some(at) = snap.network_policies.iter().position(|o| palisades(&**o))
+                    else {
+                        continue;
+                    };
+                    let mut drifted = (*snap.network_policies[at]).clone();
+                    drifted.spec.get_or_insert_with(Default::default).ingress =
+                        Some(vec![Default::default()]);
+                    let ns = drifted.metadata.namespace.clone();
+                    snap.network_policies[at] = Arc::new(drifted);
+                    changed.add(ns.as_deref());
+                    format!("drift in {}", describe(&*snap.network_policies[at]))
+                }
+                8 => {
+                    let Some(at) = snap.roles.iter().position(|o| palisades(&**o)) else {
+                        continue;
+                    };
+                    let r = snap.roles.remove(at);
+                    changed.add(r.metadata.namespace.as_deref());
+                    format!("{} deleted", describe(&*r))
+                }
+                9 => {
+                    let mut np = NetworkPolicy::default();
+                    np.metadata.name = Some("palisade-default-deny".into());
+                    np.metadata.namespace = Some(ns.clone());
+                    snap.network_policies.retain(|o| key(&**o) != key(&np));
+                    snap.network_policies.push(Arc::new(np));
+                    changed.add(Some(&ns));
+                    format!("someone else's palisade-default-deny in {ns}")
+                }
+                _ => {
+                    // The grantable ceiling changes: a cluster-scoped object.
+                    let mut role = grantable();
+                    if rng.next().is_multiple_of(2) {
+                        role.rules = Some(Vec::new());
+                    }
+                    snap.cluster_roles = vec![Arc::new(role)];
+                    changed.add(None);
+                    "grantable ClusterRole changed".to_string()
+                }
+            };
+            let what = format!("seed {seed} step {i}: {what}");
+            let taken = std::mem::replace(&mut changed, Changed::Namespaces(BTreeSet::new()));
+            let (c, rebuilt) = step(&b, &snap, memo.take(), taken, now(), &what);
+            let owned = c.memo.namespaces.len();
+            match rebuilt {
+                Some(n) => {
+                    scoped += 1;
+                    rebuilt_total += n;
+                    owned_total += owned;
+                }
+                None => from_scratch += 1,
+            }
+            execute(&mut snap, &c);
+            changed = merge(changed, written(&c));
+            memo = Some(c.memo);
+        }
+    }
+    assert!(
+        scoped > 3 * from_scratch,
+        "most plans are incremental ({scoped} incremental, {from_scratch} from scratch)"
+    );
+    assert!(
+        rebuilt_total * 2 < owned_total,
+        "an incremental plan rebuilds a fraction of the namespaces ({rebuilt_total} of {owned_total})"
+    );
+}
+
+#[test]
+fn a_change_every_namespace_shares_or_the_resync_plans_from_scratch_whatever_was_recorded() {
+    let mut b = sample("shop", "u1", "2026-01-01T00:00:00Z");
+    b.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let mut snap = cluster();
+    let (first, rebuilt) = step(&b, &snap, None, Changed::Everything, now(), "first");
+    assert_eq!(rebuilt, None);
+    execute(&mut snap, &first);
+    let nothing = || Changed::Namespaces(BTreeSet::new());
+    let (again, rebuilt) = step(&b, &snap, Some(first.memo), nothing(), now(), "again");
+    assert_eq!(rebuilt, Some(0), "nothing changed: nothing rebuilt");
+    assert!(writes_nothing(&again));
+
+    // The ceiling shrinks, and no trigger said so: the globals differ.
+    let mut role = grantable();
+    role.rules = Some(Vec::new());
+    snap.cluster_roles = vec![Arc::new(role)];
+    let (shrunk, rebuilt) = step(&b, &snap, Some(again.memo), nothing(), now(), "ceiling");
+    assert_eq!(rebuilt, None, "a shared input changed: from scratch");
+    assert!(
+        !shrunk.writes.roles.apply.is_empty(),
+        "the Roles lose the rule"
+    );
+    execute(&mut snap, &shrunk);
+
+    let memo = shrunk.memo;
+    let (_, rebuilt) = step(&b, &snap, Some(memo.clone()), nothing(), now(), "soon");
+    assert_eq!(rebuilt, Some(0));
+    let due = now() + RESYNC;
+    let (_, rebuilt) = step(&b, &snap, Some(memo), nothing(), due, "resync");
+    assert_eq!(rebuilt, None, "the resync plans from scratch");
+}

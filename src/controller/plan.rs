@@ -502,9 +502,9 @@ pub struct Converge {
     /// Namespaces that carry this baseline's Pod Security labels once the labels are applied.
     pub labelled: u32,
     /// The OpenReports reports wanted, when reports are published.
-    pub reports: Option<Vec<Value>>,
+    pub reports: Option<Arc<Vec<Value>>>,
     /// The audit of the state this reconcile converges to.
-    pub report: AuditReport,
+    pub report: Arc<AuditReport>,
     /// Remove the finalizer once everything else succeeded (no labels left to remove).
     pub remove_finalizer: bool,
     pub requeue: Duration,
@@ -634,6 +634,8 @@ pub struct Writing<'a> {
     pub labels: Vec<LabelPatch>,
     /// Namespaces rebuilt (`None`: every owned one, from scratch).
     pub rebuilt: Option<usize>,
+    /// Nothing the audit reads changed since the previous plan: its report is reused.
+    pub reuses_audit: bool,
     audit: AuditStage<'a>,
 }
 
@@ -658,6 +660,8 @@ struct AuditStage<'a> {
     needs_finalizer: bool,
     requeue: Duration,
     memo: Memo,
+    /// The previous plan's audit, when nothing it reads changed since.
+    reuse: Option<Arc<memo::Audited>>,
     enforce: bool,
 }
 
@@ -710,7 +714,12 @@ pub fn prepare<'a>(
         ceiling: ceiling(snap, env.grantable),
         learned: learned.ready.clone(),
         contested: env.contested.keys().cloned().collect(),
-        served: vec![snap.peer_authentications.is_some()],
+        served: vec![
+            snap.peer_authentications.is_some(),
+            snap.destination_rules.is_some(),
+            snap.seccomp_profiles.is_some(),
+            snap.apparmor_profiles.is_some(),
+        ],
     };
     let scope = Scope::of(
         since.previous.as_ref(),
@@ -782,6 +791,15 @@ pub fn prepare<'a>(
 
     // Rebuild the namespaces in scope; keep the others as the previous plan left them.
     let previous_full_at = since.previous.as_ref().and_then(|m| m.from_scratch_at);
+    // Nothing changed in any namespace nor in what they share (and nothing is learned meanwhile:
+    // usage is not among the globals): the audit would judge the same objects again.
+    let learning = env.learn.is_some() && compiled.learn_window.is_some();
+    let unchanged = matches!(&scope, Scope::Namespaces { prune, .. } if prune.is_empty());
+    let reuse = since
+        .previous
+        .as_ref()
+        .and_then(|m| m.audit.clone())
+        .filter(|_| unchanged && !learning);
     let mut kept = since.previous.map(|m| m.namespaces).unwrap_or_default();
     kept.retain(|ns, _| ownership.owned.contains(ns) && !scope.rebuilds(ns));
     let rebuilt = inputs.build(
@@ -799,6 +817,7 @@ pub fn prepare<'a>(
             previous_full_at
         },
         namespaces: kept,
+        audit: None,
     };
     for (ns, built) in rebuilt {
         let w = Writes::namespace(
@@ -865,6 +884,7 @@ pub fn prepare<'a>(
         writes,
         labels: label_plan.patches,
         rebuilt: rebuilt_count,
+        reuses_audit: reuse.is_some(),
         audit: AuditStage {
             b,
             compiled,
@@ -885,6 +905,7 @@ pub fn prepare<'a>(
             needs_finalizer,
             requeue,
             memo,
+            reuse,
             enforce,
         },
     }))
@@ -898,31 +919,47 @@ impl Writing<'_> {
             writes,
             labels,
             rebuilt: _,
-            audit: a,
+            reuses_audit: _,
+            audit: mut a,
         } = self;
         let name = a.b.name_any();
-        let report = observe::audit(
-            snap,
-            a.compiled,
-            &a.namespaces,
-            observe::ConvergedTo {
-                desired: &a.per_ns,
-                now: a.now,
-            },
-            &a.ownership.owned,
-            a.learned
-                .usage
-                .as_ref()
-                .map(|usage| crate::policy::audit::LearnedUsage {
-                    usage,
-                    since: a.learned.window_start,
-                    label: a.learned.label.clone(),
-                }),
-        );
-        let reports = a.report_max_results.map(|max| {
-            let covered: Vec<String> = a.covered.iter().cloned().collect();
-            super::reports::wanted(&name, &covered, &report.findings, a.owner.as_ref(), max)
+        let audited = a.reuse.take().unwrap_or_else(|| {
+            let report = observe::audit(
+                snap,
+                a.compiled,
+                &a.namespaces,
+                observe::ConvergedTo {
+                    desired: &a.per_ns,
+                    now: a.now,
+                },
+                &a.ownership.owned,
+                a.learned
+                    .usage
+                    .as_ref()
+                    .map(|usage| crate::policy::audit::LearnedUsage {
+                        usage,
+                        since: a.learned.window_start,
+                        label: a.learned.label.clone(),
+                    }),
+            );
+            let reports = a.report_max_results.map(|max| {
+                let covered: Vec<String> = a.covered.iter().cloned().collect();
+                let wanted = super::reports::wanted(
+                    &name,
+                    &covered,
+                    &report.findings,
+                    a.owner.as_ref(),
+                    max,
+                );
+                Arc::new(wanted)
+            });
+            Arc::new(memo::Audited {
+                report: Arc::new(report),
+                reports,
+            })
         });
+        a.memo.audit = Some(audited.clone());
+        let (report, reports) = (audited.report.clone(), audited.reports.clone());
         // Status lines of the namespaces not rebuilt come from the memo (the rebuilt ones are in
         // both).
         let Changes {

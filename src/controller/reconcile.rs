@@ -235,7 +235,7 @@ async fn converge(
     let applied = match written {
         Ok(()) => match (&ctx.reports, &plan.reports) {
             (Some(r), Some(wanted)) => r
-                .converge(&ctx.metrics, &name, &uid, wanted.clone())
+                .converge(&ctx.metrics, &name, &uid, (**wanted).clone())
                 .await
                 .map_err(|e| match e {
                     super::reports::WriteError::Apply(name, source) => Error::Apply {

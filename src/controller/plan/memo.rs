@@ -54,7 +54,7 @@ pub struct Globals {
     pub ceiling: Vec<PolicyRule>,
     pub learned: crate::controller::learned::ReadyRules,
     pub contested: Vec<String>,
-    /// Whether each optional generated kind is served.
+    /// Whether each optional kind is served.
     pub served: Vec<bool>,
 }
 
@@ -72,12 +72,20 @@ pub struct Namespace {
 
 /// What the last successful converge of a baseline planned. Kept only once its writes all
 /// succeeded: a failed write leaves the cluster short of the memo, so the next plan starts over.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Memo {
     pub globals: Globals,
     /// When the last from-scratch plan ran: the resync plans from scratch again.
     pub from_scratch_at: Option<Timestamp>,
     pub namespaces: BTreeMap<String, Namespace>,
+    pub audit: Option<Arc<Audited>>,
+}
+
+/// An audit and the OpenReports reports made of it.
+#[derive(Debug)]
+pub struct Audited {
+    pub report: Arc<crate::policy::audit::AuditReport>,
+    pub reports: Option<Arc<Vec<serde_json::Value>>>,
 }
 
 /// Which namespaces a plan rebuilds and where it may prune.

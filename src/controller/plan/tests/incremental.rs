@@ -22,8 +22,8 @@ fn bare_pod(ns: &str, name: &str, labels: &[(&str, &str)]) -> Arc<Pod> {
     Arc::new(p)
 }
 
-/// One step of both plans; returns the incremental one and how many namespaces it rebuilt
-/// (`None`: from scratch).
+/// One step of both plans; returns the incremental one, how many namespaces it rebuilt
+/// (`None`: from scratch) and whether it reused the previous audit.
 fn step(
     b: &SecurityBaseline,
     snap: &Snapshot,
@@ -31,7 +31,7 @@ fn step(
     changed: Changed,
     when: Timestamp,
     what: &str,
-) -> (Box<Converge>, Option<usize>) {
+) -> (Box<Converge>, Option<usize>, bool) {
     let compiled = CompiledBaseline::compile(&b.name_any(), &b.spec, when).unwrap();
     let env = env();
     let since = Since { previous, changed };
@@ -39,7 +39,7 @@ fn step(
     else {
         panic!("{what}: expected Converge");
     };
-    let rebuilt = writing.rebuilt;
+    let (rebuilt, reused) = (writing.rebuilt, writing.reuses_audit);
     let inc = Box::new(writing.audit(snap));
     let full = converge(plan(b, Ok(&compiled), &[], snap, &env, when));
     // Write for write; the lines naming objects left alone are compared in the status (an
@@ -66,7 +66,7 @@ fn step(
         inc.memo.namespaces, full.memo.namespaces,
         "{what}: what the next plan reuses"
     );
-    (inc, rebuilt)
+    (inc, rebuilt, reused)
 }
 
 fn writes_only(w: &Writes) -> Writes {
@@ -139,6 +139,7 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
         &[("app", "web"), ("trust", "untrusted")],
     ];
     let (mut scoped, mut from_scratch, mut rebuilt_total, mut owned_total) = (0, 0, 0, 0);
+    let mut reuses = 0;
     for seed in 1..=40u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut snap = cluster();
@@ -153,7 +154,7 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
                 continue;
             }
             let ns = rng.pick(&names).clone();
-            let what = match rng.next() % 11 {
+            let what = match rng.next() % 12 {
                 0 => {
                     let new = format!("ns-{i}");
                     snap.namespaces
@@ -246,6 +247,9 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
                     changed.add(Some(&ns));
                     format!("someone else's palisade-default-deny in {ns}")
                 }
+                // A trigger that changes nothing: the echo of the last writes,
+                // then (if those were all) an empty change set.
+                10 => "nothing changed".to_string(),
                 _ => {
                     // The grantable ceiling changes: a cluster-scoped object.
                     let mut role = grantable();
@@ -259,7 +263,8 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
             };
             let what = format!("seed {seed} step {i}: {what}");
             let taken = std::mem::replace(&mut changed, Changed::Namespaces(BTreeSet::new()));
-            let (c, rebuilt) = step(&b, &snap, memo.take(), taken, now(), &what);
+            let (c, rebuilt, reused) = step(&b, &snap, memo.take(), taken, now(), &what);
+            reuses += usize::from(reused);
             let owned = c.memo.namespaces.len();
             match rebuilt {
                 Some(n) => {
@@ -278,6 +283,7 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
         scoped > 3 * from_scratch,
         "most plans are incremental ({scoped} incremental, {from_scratch} from scratch)"
     );
+    assert!(reuses > 0, "some steps change nothing the audit reads");
     assert!(
         rebuilt_total * 2 < owned_total,
         "an incremental plan rebuilds a fraction of the namespaces ({rebuilt_total} of {owned_total})"
@@ -289,20 +295,22 @@ fn a_change_every_namespace_shares_or_the_resync_plans_from_scratch_whatever_was
     let mut b = sample("shop", "u1", "2026-01-01T00:00:00Z");
     b.metadata.finalizers = Some(vec![FINALIZER.into()]);
     let mut snap = cluster();
-    let (first, rebuilt) = step(&b, &snap, None, Changed::Everything, now(), "first");
-    assert_eq!(rebuilt, None);
+    let (first, rebuilt, reused) = step(&b, &snap, None, Changed::Everything, now(), "first");
+    assert_eq!((rebuilt, reused), (None, false));
     execute(&mut snap, &first);
     let nothing = || Changed::Namespaces(BTreeSet::new());
-    let (again, rebuilt) = step(&b, &snap, Some(first.memo), nothing(), now(), "again");
+    let (again, rebuilt, reused) = step(&b, &snap, Some(first.memo), nothing(), now(), "again");
     assert_eq!(rebuilt, Some(0), "nothing changed: nothing rebuilt");
+    assert!(reused, "nothing changed: the audit is reused");
     assert!(writes_nothing(&again));
 
     // The ceiling shrinks, and no trigger said so: the globals differ.
     let mut role = grantable();
     role.rules = Some(Vec::new());
     snap.cluster_roles = vec![Arc::new(role)];
-    let (shrunk, rebuilt) = step(&b, &snap, Some(again.memo), nothing(), now(), "ceiling");
+    let (shrunk, rebuilt, reused) = step(&b, &snap, Some(again.memo), nothing(), now(), "ceiling");
     assert_eq!(rebuilt, None, "a shared input changed: from scratch");
+    assert!(!reused);
     assert!(
         !shrunk.writes.roles.apply.is_empty(),
         "the Roles lose the rule"
@@ -310,9 +318,10 @@ fn a_change_every_namespace_shares_or_the_resync_plans_from_scratch_whatever_was
     execute(&mut snap, &shrunk);
 
     let memo = shrunk.memo;
-    let (_, rebuilt) = step(&b, &snap, Some(memo.clone()), nothing(), now(), "soon");
+    let (_, rebuilt, _) = step(&b, &snap, Some(memo.clone()), nothing(), now(), "soon");
     assert_eq!(rebuilt, Some(0));
     let due = now() + RESYNC;
-    let (_, rebuilt) = step(&b, &snap, Some(memo), nothing(), due, "resync");
+    let (_, rebuilt, reused) = step(&b, &snap, Some(memo), nothing(), due, "resync");
     assert_eq!(rebuilt, None, "the resync plans from scratch");
+    assert!(!reused);
 }

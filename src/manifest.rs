@@ -3,6 +3,8 @@
 //! Every problem becomes a [`Diagnostic`] naming the file, the document index and its line,
 //! and (for type errors) the field path. A broken document never hides the others.
 
+mod block_yaml;
+
 use crate::policy::finding::Source;
 use crate::policy::object::Object;
 use crate::policy::workload::Workload;
@@ -425,7 +427,11 @@ fn yaml11_octals(doc: &str) -> std::borrow::Cow<'_, str> {
 /// Deserializes into `T`, reporting the field path and line of the first type error.
 fn typed<T: DeserializeOwned>(doc: &str, source: &Source) -> Result<T, Diagnostic> {
     let doc = yaml11_octals(doc);
-    // Fast path without path tracking; on failure, parse again to name the field.
+    // The block-style reader first; it leaves what it is not sure of to serde_yaml_ng.
+    if let Some(v) = block_yaml::from_str::<T>(&doc) {
+        return Ok(v);
+    }
+    // Without path tracking; on failure, parse again to name the field.
     if let Ok(v) = serde_yaml_ng::from_str::<T>(&doc) {
         return Ok(v);
     }

@@ -1,8 +1,13 @@
-//! The parsing limit of `palisade audit`: a bare YAML event scan of the same files with the
-//! same parser (serde_yaml_ng over unsafe-libyaml, every document read and ignored) and the
-//! same allocator. `scripts/bench-offline` reports Palisade's CPU time as a multiple of this.
+//! The parsing limit of `palisade audit`: every document of the same files parsed and
+//! dropped, with the same allocator. `scripts/bench-offline` reports Palisade's CPU time as a
+//! multiple of this.
 //!
-//! usage: cargo run --release --example yaml_scan -- FILE_OR_DIR...
+//! - `--reader palisade` (the default): the readers the audit uses, the fast block-style
+//!   reader and serde_yaml_ng for what it leaves (`palisade::manifest::scan_str`);
+//! - `--reader libyaml`: serde_yaml_ng over unsafe-libyaml alone (`IgnoredAny`), the parser
+//!   the audit used before the fast reader.
+//!
+//! usage: cargo run --release --example yaml_scan -- [--reader palisade|libyaml] FILE_OR_DIR...
 
 use serde::de::{Deserialize, IgnoredAny};
 use std::path::{Path, PathBuf};
@@ -27,9 +32,31 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+fn libyaml_scan(text: &str) -> Result<usize, String> {
+    let mut documents = 0;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        IgnoredAny::deserialize(doc).map_err(|e| e.to_string())?;
+        documents += 1;
+    }
+    Ok(documents)
+}
+
 fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut libyaml = false;
+    if let Some(i) = args.iter().position(|a| a == "--reader") {
+        match args.get(i + 1).map(String::as_str) {
+            Some("palisade") => {}
+            Some("libyaml") => libyaml = true,
+            other => {
+                eprintln!("error: --reader takes palisade or libyaml, not {other:?}");
+                return ExitCode::from(2);
+            }
+        }
+        args.drain(i..i + 2);
+    }
     let mut files = Vec::new();
-    for arg in std::env::args().skip(1) {
+    for arg in &args {
         if let Err(e) = collect(Path::new(&arg), &mut files) {
             eprintln!("error: {arg}: {e}");
             return ExitCode::from(2);
@@ -45,12 +72,17 @@ fn main() -> ExitCode {
             }
         };
         bytes += text.len();
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            if let Err(e) = IgnoredAny::deserialize(doc) {
+        let scanned = if libyaml {
+            libyaml_scan(&text)
+        } else {
+            palisade::manifest::scan_str(&text)
+        };
+        match scanned {
+            Ok(n) => documents += n,
+            Err(e) => {
                 eprintln!("error: {}: {e}", f.display());
                 return ExitCode::from(2);
             }
-            documents += 1;
         }
     }
     println!(

@@ -296,14 +296,19 @@ fn is_blank(doc: &str) -> bool {
     })
 }
 
+/// A count kept as u32 in findings (see [`Source`]): past u32::MAX it stays there.
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// Loads every document of a YAML/JSON stream.
 pub fn load_str(name: &str, text: &str, sink: &mut Sink<'_>, diags: &mut Vec<Diagnostic>) {
     let file: std::sync::Arc<str> = name.into();
     for (index, doc) in split_documents(text).into_iter().enumerate() {
         let source = Source {
             file: file.clone(),
-            document: index,
-            line: doc.line,
+            document: saturate(index),
+            line: saturate(doc.line),
         };
         load_document(doc.text, &source, sink, diags);
     }
@@ -392,8 +397,8 @@ fn doc_error(source: &Source, line: Option<usize>, message: String) -> Diagnosti
     Diagnostic {
         severity: Severity::Error,
         file: source.file.to_string(),
-        document: Some(source.document),
-        line: line.or(Some(source.line)),
+        document: Some(source.document as usize),
+        line: line.or(Some(source.line as usize)),
         message,
         skipped_kind: None,
     }
@@ -476,7 +481,9 @@ fn typed<T: DeserializeOwned>(doc: &str, source: &Source) -> Result<T, Diagnosti
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let line = inner.location().map(|l| source.line + l.line() - 1);
+        let line = inner
+            .location()
+            .map(|l| source.line as usize + l.line() - 1);
         let msg = inner.to_string();
         // serde_yaml_ng appends "at line X column Y" relative to the document; our line is absolute.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
@@ -520,8 +527,8 @@ fn skipped(source: &Source, message: String) -> Diagnostic {
     Diagnostic {
         severity: Severity::Skipped,
         file: source.file.to_string(),
-        document: Some(source.document),
-        line: Some(source.line),
+        document: Some(source.document as usize),
+        line: Some(source.line as usize),
         message,
         skipped_kind: None,
     }

@@ -81,7 +81,7 @@ fn result(baseline: &str, f: &Finding) -> Value {
         "scored": true,
         "message": f.message,
         "resources": [resource],
-        "properties": {"field": f.field, "reference": f.reference},
+        "properties": {"field": f.field, "reference": f.reference()},
     })
 }
 

@@ -125,7 +125,7 @@ pub struct Auditor<'b> {
 /// A workload's Localhost profile, to be judged against the profiles in [`Auditor::finish`].
 struct PendingProfileRef {
     object: Arc<ObjectRef>,
-    labels: BTreeMap<String, String>,
+    labels: Arc<BTreeMap<String, String>>,
     source: Option<Source>,
     reference: profiles::LocalhostRef,
 }
@@ -395,8 +395,10 @@ impl<'b> Auditor<'b> {
             self.saw_namespace(ns);
             self.network_namespaces.insert(ns.to_string());
         }
-        self.net.add_workload(w, false);
         let Some(pod) = w.pod_target() else { return };
+        // One copy of the labels for the reachability, mesh and profile records.
+        let labels = Arc::new(pod.labels.clone());
+        self.net.add_pod_target(w, &pod, labels.clone(), false);
         let object = Arc::new(w.object_ref());
         if !self.api_server.is_empty() {
             let sa = pod
@@ -419,11 +421,11 @@ impl<'b> Auditor<'b> {
         let automount = hardening::check(&pod, self.baseline, &mut out);
         profiles::check(&pod, self.baseline, &mut out);
         self.push_violations(out, &object, pod.labels);
-        self.mesh.add_workload(&object, &pod, source);
+        self.mesh.add_workload(&object, &pod, &labels, source);
         for r in profiles::localhost_refs(&pod) {
             self.localhost_refs.push(PendingProfileRef {
                 object: object.clone(),
-                labels: pod.labels.clone(),
+                labels: labels.clone(),
                 source: source.cloned(),
                 reference: r,
             });

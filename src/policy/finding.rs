@@ -35,10 +35,11 @@ impl fmt::Display for ObjectRef {
 
 /// A rule broken at one field of one object.
 ///
-/// The object and the strings are shared: an object's findings point at one `ObjectRef`, and
-/// the audit interns field paths and messages, which repeat across workloads (a 100k-workload
-/// repository has over half a million findings; owned copies were most of the audit's memory).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Kept small: an audit holds every finding until it sorts them, and a 100k-workload
+/// repository has over half a million. The object and the strings are shared (an object's
+/// findings point at one `ObjectRef`; the audit interns field paths and messages, which repeat
+/// across workloads), and what the rule determines (its reference) is not stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub rule: Rule,
     pub severity: Severity,
@@ -47,11 +48,26 @@ pub struct Finding {
     pub field: Arc<str>,
     /// What is wrong and what to change.
     pub message: Arc<str>,
-    /// The PSS / CIS control the rule comes from.
-    pub reference: &'static str,
     /// Where the finding came from on disk (offline audit only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+}
+
+impl Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = ser.serialize_struct("Finding", 7)?;
+        s.serialize_field("rule", &self.rule)?;
+        s.serialize_field("severity", &self.severity)?;
+        s.serialize_field("object", &self.object)?;
+        s.serialize_field("field", &*self.field)?;
+        s.serialize_field("message", &*self.message)?;
+        s.serialize_field("reference", self.reference())?;
+        match &self.source {
+            Some(source) => s.serialize_field("source", source)?,
+            None => s.skip_field("source")?,
+        }
+        s.end()
+    }
 }
 
 /// File and document a manifest came from.
@@ -61,10 +77,11 @@ pub struct Source {
     /// hundreds of thousands of findings; an owned copy of the path each was ~120 B apiece).
     #[serde(serialize_with = "serialize_str")]
     pub file: Arc<str>,
-    /// 0-based index of the YAML document in the file.
-    pub document: usize,
+    /// 0-based index of the YAML document in the file (u32 to keep findings small; a file of
+    /// more than 4 billion documents saturates rather than wraps).
+    pub document: u32,
     /// 1-based line where the document starts.
-    pub line: usize,
+    pub line: u32,
 }
 
 fn serialize_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
@@ -84,15 +101,20 @@ impl Finding {
             object: object.into(),
             field: field.into(),
             message: message.into(),
-            reference: rule.reference(),
             source: None,
         }
     }
 
-    /// Sort key that makes reports deterministic, whatever order objects were read in.
-    pub fn sort_key(&self) -> (&ObjectRef, Rule, &str, Option<(&str, usize)>) {
+    /// The PSS / CIS control the rule comes from.
+    pub fn reference(&self) -> &'static str {
+        self.rule.reference()
+    }
+
+    /// Sort key that makes reports deterministic, whatever order objects were read in. Total
+    /// (the message last), so that an unstable sort gives one order.
+    pub fn sort_key(&self) -> (&ObjectRef, Rule, &str, Option<(&str, u32)>, &str) {
         let source = self.source.as_ref().map(|s| (&*s.file, s.document));
-        (&self.object, self.rule, &self.field, source)
+        (&self.object, self.rule, &self.field, source, &self.message)
     }
 }
 

@@ -64,11 +64,12 @@ fn namespace_dataplane(labels: &BTreeMap<String, String>) -> Dataplane {
     }
 }
 
+/// Kept for every namespaced workload until the end (whether Istio runs is known only then):
+/// shared parts only, and the namespace is the object's.
 struct MeshWorkload {
     object: Arc<ObjectRef>,
-    namespace: String,
-    labels: BTreeMap<String, String>,
-    labels_path: String,
+    labels: Arc<BTreeMap<String, String>>,
+    meta_path: &'static str,
     dataplane: Dataplane,
     source: Option<Source>,
 }
@@ -76,7 +77,7 @@ struct MeshWorkload {
 /// A mesh finding about an object, with what exemptions match it by.
 pub struct MeshFinding {
     pub object: Arc<ObjectRef>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
     pub source: Option<Source>,
     pub violation: Violation,
     pub severity: Option<Severity>,
@@ -103,23 +104,24 @@ impl MeshBuilder {
         self.policies.push(pa);
     }
 
+    /// `labels` are the pod's (`pod.labels`), shared with the audit's other records.
     pub fn add_workload(
         &mut self,
         object: &Arc<ObjectRef>,
         pod: &PodTarget<'_>,
+        labels: &Arc<BTreeMap<String, String>>,
         source: Option<&Source>,
     ) {
-        let Some(namespace) = object.namespace.clone() else {
+        if object.namespace.is_none() {
             return;
-        };
+        }
         if pod.spec.host_network == Some(true) {
             return; // never injected: nothing to say about mesh traffic
         }
         self.workloads.push(MeshWorkload {
             object: object.clone(),
-            namespace,
-            labels: pod.labels.clone(),
-            labels_path: format!("{}.labels", pod.meta_path),
+            labels: labels.clone(),
+            meta_path: pod.meta_path,
             dataplane: dataplane(pod),
             source: source.cloned(),
         });
@@ -136,7 +138,7 @@ impl MeshBuilder {
             return;
         }
         let object = Arc::new(ObjectRef::new("DestinationRule", namespace, name));
-        let labels = dr.metadata.labels.clone().unwrap_or_default();
+        let labels = Arc::new(dr.metadata.labels.clone().unwrap_or_default());
         let Some(policy) = &dr.spec.traffic_policy else {
             return;
         };
@@ -206,8 +208,10 @@ impl MeshBuilder {
         });
         let mut out = self.client_tls;
         for w in self.workloads {
+            let namespace = w.object.namespace.as_deref().unwrap_or_default();
+            let labels_path = format!("{}.labels", w.meta_path);
             let plane = match w.dataplane {
-                Dataplane::Namespace => namespace_labels(&w.namespace)
+                Dataplane::Namespace => namespace_labels(namespace)
                     .map_or(Dataplane::Namespace, |l| namespace_dataplane(&l)),
                 other => other,
             };
@@ -223,12 +227,12 @@ impl MeshBuilder {
             if plane == Dataplane::NoSidecar {
                 finding(
                     Rule::MeshNoSidecar,
-                    w.labels_path.clone(),
+                    labels_path.clone(),
                     "is not in the mesh (no sidecar injected, not ambient): its traffic is plain text; label the namespace istio-injection=enabled (or istio.io/dataplane-mode=ambient)".into(),
                 );
                 continue;
             }
-            let decided = effective_mode(&policies, &w.namespace, &w.labels);
+            let decided = effective_mode(&policies, namespace, &w.labels);
             let mut judge = |mode: &str, by: &str, field: String, ports: &str| {
                 let rule = match mode {
                     "STRICT" => return,
@@ -246,14 +250,9 @@ impl MeshBuilder {
                     format!("{accepts} on {ports}: mTLS mode {mode} ({by}); set a PeerAuthentication with mtls.mode STRICT"),
                 );
             };
-            judge(
-                &decided.mode,
-                &decided.by,
-                w.labels_path.clone(),
-                "all ports",
-            );
+            judge(&decided.mode, &decided.by, labels_path.clone(), "all ports");
             for (port, mode, by) in &decided.ports {
-                judge(mode, by, w.labels_path.clone(), &format!("port {port}"));
+                judge(mode, by, labels_path.clone(), &format!("port {port}"));
             }
         }
         out

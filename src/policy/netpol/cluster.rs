@@ -7,6 +7,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -26,7 +27,9 @@ pub struct Pod {
     pub namespace: String,
     /// A pod name, or `Kind/name` for a workload's pod template offline.
     pub name: String,
-    pub labels: Labels,
+    /// Shared with the audit's other records of the workload (a label map is a few hundred
+    /// bytes; a 100k-workload repository held several copies of each).
+    pub labels: Arc<Labels>,
     /// The pod's primary address first; empty offline (ipBlocks then never match the pod).
     pub ips: Vec<IpAddr>,
     pub ports: Vec<ContainerPort>,

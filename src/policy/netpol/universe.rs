@@ -7,6 +7,7 @@ use crate::policy::object::Object;
 use crate::policy::workload::{PodTarget, Workload};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Collects what reachability needs from a stream of objects.
 #[derive(Default)]
@@ -78,12 +79,26 @@ impl UniverseBuilder {
 
     /// Adds one workload (see [`UniverseBuilder::add`]).
     pub fn add_workload(&mut self, w: &Workload, live: bool) {
+        if let Some(target) = w.pod_target() {
+            let labels = Arc::new(target.labels.clone());
+            self.add_pod_target(w, &target, labels, live);
+        }
+    }
+
+    /// Adds one workload whose pod target and labels the caller already has; the labels are
+    /// shared, not copied.
+    pub fn add_pod_target(
+        &mut self,
+        w: &Workload,
+        target: &PodTarget<'_>,
+        labels: Arc<Labels>,
+        live: bool,
+    ) {
         let is_pod = matches!(w, Workload::Pod(_));
         // Live, the Pods are the endpoints; offline, top-level objects stand for their pods.
         if (live && !is_pod) || (!live && w.is_owned_by_workload()) {
             return;
         }
-        let Some(target) = w.pod_target() else { return };
         let namespace = w.namespace().unwrap_or("default").to_string();
         let name = if is_pod {
             w.name().to_string()
@@ -100,11 +115,11 @@ impl UniverseBuilder {
                 .collect(),
             _ => Vec::new(),
         };
-        let ports = ports(&target, &id, &mut self.problems);
+        let ports = ports(target, &id, &mut self.problems);
         self.pods.push(Pod {
             namespace,
             name,
-            labels: target.labels.clone(),
+            labels,
             ips,
             ports,
             host_network: target.spec.host_network == Some(true),

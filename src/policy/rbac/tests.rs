@@ -122,7 +122,7 @@ subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}]"#);
     assert_eq!(f[0].object.namespace, None);
     assert_eq!(f[1].object.namespace.as_deref(), Some("shop"));
     assert_eq!(
-        (f[0].severity, f[0].reference),
+        (f[0].severity, f[0].reference()),
         (Severity::High, "CIS 5.1.2")
     );
 }

@@ -273,8 +273,8 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
     docs
 }
 
-/// `text.split_inclusive('\n')` with memchr: faster on short lines, and the stream is split
-/// before anything else reads it.
+/// `text.split_inclusive('\n')` with memchr: faster on short lines. Splits the stream into
+/// documents here and each document into lines in the block reader.
 fn lines_inclusive(text: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
     std::iter::from_fn(move || {

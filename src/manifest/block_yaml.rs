@@ -132,14 +132,8 @@ fn check_characters(doc: &str) -> Parsed<()> {
 /// splitting was the largest item of this reader's profile.
 fn split_lines(doc: &str) -> Parsed<Vec<Line<'_>>> {
     let mut lines = Vec::with_capacity(doc.len() / 24);
-    let mut start = 0;
-    let ends = memchr::memchr_iter(b'\n', doc.as_bytes()).chain(
-        // The last line, when the document does not end with a line break.
-        (!doc.ends_with('\n') && !doc.is_empty()).then_some(doc.len()),
-    );
-    for end in ends {
-        let raw = &doc[start..end];
-        start = end + 1;
+    for line in super::lines_inclusive(doc) {
+        let raw = line.strip_suffix('\n').unwrap_or(line);
         let bytes = raw.as_bytes();
         let marker = matches!(bytes.first(), Some(b'%'))
             || bytes.starts_with(b"---")

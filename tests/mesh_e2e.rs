@@ -10,8 +10,7 @@ mod common;
 use common::baseline::{apply_baseline, converged, get_baseline, ID_LABEL, TEST_LABEL};
 use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use palisade::crd::SecurityBaselineStatus;
 use palisade::policy::mesh::istio::PeerAuthentication;
@@ -39,21 +38,10 @@ impl IstioCrds {
     }
 
     async fn remove(client: &Client) {
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
         let names = IstioCrds::names();
         assert!(names.len() >= WATCHED.len(), "{names:?}");
-        for name in &names {
-            let _ = api.delete(name, &DeleteParams::default()).await;
-        }
-        wait_for("no Istio CRD", DEADLINE, || async {
-            for name in &names {
-                if api.get_opt(name).await.ok()?.is_some() {
-                    return None;
-                }
-            }
-            Some(())
-        })
-        .await;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        common::remove_crds(client, &names).await;
     }
 
     async fn install(client: &Client) {

@@ -12,8 +12,7 @@ use common::baseline::{
 use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use palisade::crd::SecurityBaselineSpec;
 use palisade::policy::audit::Auditor;
@@ -276,19 +275,8 @@ fn profile_rules(s: &palisade::crd::SecurityBaselineStatus) -> Vec<&str> {
 }
 
 async fn spo_crds_absent(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (name, _) in SPO_CRDS {
-        let _ = api.delete(name, &DeleteParams::default()).await;
-    }
-    wait_for("no Security Profiles Operator CRD", DEADLINE, || async {
-        for (name, _) in SPO_CRDS {
-            if api.get_opt(name).await.ok()?.is_some() {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    let names: Vec<&str> = SPO_CRDS.iter().map(|(name, _)| *name).collect();
+    common::remove_crds(client, &names).await;
 }
 
 async fn install_spo_crds(client: &Client) {

@@ -9,7 +9,6 @@ mod common;
 use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use palisade::crd::SecurityBaseline;
@@ -337,15 +336,13 @@ async fn without_the_crd_reports_fail_clearly() {
     let _alone = CRD.write().await;
     let client = common::client().await;
     install_crd(&client).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let _ = crds.delete(CRD_NAME, &DeleteParams::default()).await;
-    wait_for("OpenReports API gone", DEADLINE, || async {
-        let gone = crds.get_opt(CRD_NAME).await.ok()?.is_none();
+    common::remove_crds(&client, &[CRD_NAME]).await;
+    wait_for("OpenReports API unserved", DEADLINE, || async {
         let unserved = Api::<DynamicObject>::all_with(client.clone(), &reports_api())
             .list(&Default::default())
             .await
             .is_err();
-        (gone && unserved).then_some(())
+        unserved.then_some(())
     })
     .await;
 

@@ -615,3 +615,107 @@ pub async fn install_module_crds(client: &Client, module: &str, path: &str) -> V
     }
     names
 }
+
+/// How long a CRD may take to go: the API server's CRD finalizer checks for remaining
+/// instances for up to a minute per attempt, so one retry must fit.
+pub const CRD_REMOVAL_DEADLINE: Duration = Duration::from_secs(150);
+
+/// Removes CRDs the way a careful uninstall does: their instances first (so the API server's
+/// finalizer finds none left and has nothing to poll for), then the CRDs, waiting until each is
+/// gone. A CRD still present at the deadline fails the test with its Terminating condition and
+/// the instances it still holds, so a slow removal explains itself.
+pub async fn remove_crds(client: &Client, names: &[&str]) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in names {
+        let Ok(Some(crd)) = api.get_opt(name).await else {
+            continue;
+        };
+        let instances = instance_api(client, &crd);
+        let _ = instances
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await;
+        let _ = api.delete(name, &DeleteParams::default()).await;
+    }
+    let start = Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for name in names {
+            match api.get_opt(name).await {
+                Ok(None) => {}
+                Ok(Some(crd)) => left.push(crd),
+                Err(e) => panic!("get CRD {name}: {e}"),
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        if start.elapsed() > CRD_REMOVAL_DEADLINE {
+            let mut report = Vec::new();
+            for crd in &left {
+                report.push(crd_removal_state(client, crd).await);
+            }
+            panic!(
+                "CRDs not gone after {CRD_REMOVAL_DEADLINE:?}:\n{}",
+                report.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The instances of a CRD, all namespaces, at its storage version.
+fn instance_api(
+    client: &Client,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Api<kube::api::DynamicObject> {
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.storage)
+        .map_or_else(|| crd.spec.versions[0].name.clone(), |v| v.name.clone());
+    let gvk = kube::api::GroupVersionKind::gvk(&crd.spec.group, &version, &crd.spec.names.kind);
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &crd.spec.names.plural);
+    Api::all_with(client.clone(), &resource)
+}
+
+/// One line on a CRD that is slow to go: its deletion mark, conditions and remaining instances.
+async fn crd_removal_state(
+    client: &Client,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    let conditions: Vec<String> = crd
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .map(|c| {
+            let reason = c.reason.as_deref().unwrap_or("");
+            let message = c.message.as_deref().unwrap_or("");
+            format!("{}={} {reason}: {message}", c.type_, c.status)
+        })
+        .collect();
+    let instances = match instance_api(client, crd).list(&Default::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|o| {
+                let finalizers = o.metadata.finalizers.clone().unwrap_or_default();
+                format!(
+                    "{}/{} finalizers={finalizers:?}",
+                    o.namespace().unwrap_or_default(),
+                    o.name_any()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => format!("(list failed: {e})"),
+    };
+    format!(
+        "  {} deletionTimestamp={:?} finalizers={:?} conditions=[{}] instances=[{instances}]",
+        crd.name_any(),
+        crd.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+        crd.metadata.finalizers.clone().unwrap_or_default(),
+        conditions.join("; ")
+    )
+}

@@ -620,24 +620,48 @@ pub async fn install_module_crds(client: &Client, module: &str, path: &str) -> V
 /// instances for up to a minute per attempt, so one retry must fit.
 pub const CRD_REMOVAL_DEADLINE: Duration = Duration::from_secs(150);
 
-/// Removes CRDs the way a careful uninstall does: their instances first (so the API server's
-/// finalizer finds none left and has nothing to poll for), then the CRDs, waiting until each is
-/// gone. A CRD still present at the deadline fails the test with its Terminating condition and
-/// the instances it still holds, so a slow removal explains itself.
+/// A CRD whose finalizer reported a failure is nudged after this long (see [`remove_crds`]).
+const CRD_NUDGE_AFTER: Duration = Duration::from_secs(3);
+
+/// Removes CRDs the way a careful uninstall does, waiting until each is gone; one still present
+/// at the deadline fails the test with its conditions and the instances it still holds.
+///
+/// Two things about the API server's CRD finalizer (apiextensions-apiserver 1.34) make a
+/// removal right after an install slow:
+/// - it lists the instances through the resource's watch cache, which a CRD nobody has read
+///   yet creates on that first request and which answers "storage is (re)initializing" until
+///   it has synced. So each CRD's cache is warmed first (a list served from the cache must
+///   succeed), and its instances are deleted before the CRD, so the finalizer finds none;
+/// - after such a failure its retry can be lost (a conflict on its own status write drops the
+///   key, and it ignores status events that only change its Terminating condition), leaving
+///   the CRD Terminating until the informer's 5-minute resync. Any other change requeues it,
+///   so a CRD whose Terminating condition says the deletion failed gets an annotation.
 pub async fn remove_crds(client: &Client, names: &[&str]) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::ListParams;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in names {
         let Ok(Some(crd)) = api.get_opt(name).await else {
             continue;
         };
         let instances = instance_api(client, &crd);
+        wait_for(
+            &format!("{name}'s watch cache"),
+            CRD_REMOVAL_DEADLINE,
+            || async {
+                let from_cache = ListParams::default().match_any().limit(1);
+                instances.list_metadata(&from_cache).await.ok().map(|_| ())
+            },
+        )
+        .await;
         let _ = instances
             .delete_collection(&DeleteParams::default(), &Default::default())
             .await;
         let _ = api.delete(name, &DeleteParams::default()).await;
     }
     let start = Instant::now();
+    let mut nudges = 0u32;
+    let mut last_nudge: Option<Instant> = None;
     loop {
         let mut left = Vec::new();
         for name in names {
@@ -650,18 +674,55 @@ pub async fn remove_crds(client: &Client, names: &[&str]) {
         if left.is_empty() {
             return;
         }
+        let nudge_due = last_nudge.is_none_or(|t| t.elapsed() > CRD_NUDGE_AFTER);
+        for crd in left.iter().filter(|_| nudge_due) {
+            if deletion_failed_since(crd).is_some_and(|d| d > CRD_NUDGE_AFTER) {
+                last_nudge = Some(Instant::now());
+                nudges += 1;
+                let patch = serde_json::json!({"metadata": {"annotations": {
+                    "palisade.dev/test-finalizer-nudge": nudges.to_string()}}});
+                let _ = api
+                    .patch(
+                        &crd.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await;
+            }
+        }
         if start.elapsed() > CRD_REMOVAL_DEADLINE {
             let mut report = Vec::new();
             for crd in &left {
                 report.push(crd_removal_state(client, crd).await);
             }
             panic!(
-                "CRDs not gone after {CRD_REMOVAL_DEADLINE:?}:\n{}",
+                "CRDs not gone after {CRD_REMOVAL_DEADLINE:?} ({nudges} nudges):\n{}",
                 report.join("\n")
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// How long ago the CRD finalizer reported that it could not delete the instances, if it did.
+fn deletion_failed_since(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Option<Duration> {
+    let c = crd
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Terminating" && c.status == "True")?;
+    if !c.reason.as_deref()?.starts_with("InstanceDeletion")
+        || c.reason.as_deref() == Some("InstanceDeletionInProgress")
+    {
+        return None;
+    }
+    let since = c.last_transition_time.as_ref()?.0;
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(since);
+    Some(Duration::try_from(age).unwrap_or_default())
 }
 
 /// The instances of a CRD, all namespaces, at its storage version.

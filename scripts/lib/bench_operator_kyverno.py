@@ -33,6 +33,7 @@ CONTROL_PLANE = os.path.join(ROOT, "scripts", "control-plane")
 KYVERNO_MODULE = "github.com/kyverno/kyverno@v1.19.1"  # as pinned in tools/go-tools/kyverno
 NS = "kyverno"
 POLICY = "add-networkpolicy"
+PSS_POLICY = "pod-security-restricted"
 NETPOL = "default-deny"
 BACKGROUND_USER = f"system:serviceaccount:{NS}:kyverno-background-controller"
 ADMISSION_USER = f"system:serviceaccount:{NS}:kyverno-admission-controller"
@@ -77,6 +78,32 @@ spec:
           spec:
             podSelector: {{}}
             policyTypes: [Ingress, Egress]
+"""
+
+
+def pss_policy_yaml(label):
+    # For the churn phase: what a Kyverno user runs to audit pods against the restricted Pod
+    # Security Standard (Palisade audits every pod change the same way).
+    return f"""apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: {PSS_POLICY}
+spec:
+  background: true
+  rules:
+    - name: restricted
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+              namespaceSelector:
+                matchLabels:
+                  {label}: "true"
+      validate:
+        failureAction: Audit
+        podSecurity:
+          level: restricted
+          version: latest
 """
 
 
@@ -324,6 +351,9 @@ def run(cp, kube, names_loaded, label, args, out_dir, wait_until, percentile, di
                              "p99_from_response": percentile(lat_resp, 99)}
         log(f"latency p50 {res['latency_ms']['p50']:.0f} ms, p99 {res['latency_ms']['p99']:.0f} ms")
         res["latency_cpu_s"] = {p.name: (p.stats() or p.last)[2] - cpu0[p.name] for p in procs}
+        if args.churn:
+            res["churn"] = churn_phase(cp, kube, names_loaded, label, args, procs, wait_until,
+                                       check_alive)
         res["urs_left"] = len(json.loads(cp.kubectl("get", "updaterequests.kyverno.io", "-n", NS,
                                                     "-o", "json"))["items"])
     finally:
@@ -334,6 +364,34 @@ def run(cp, kube, names_loaded, label, args, out_dir, wait_until, percentile, di
     res["total_cpu_s"] = {n: f[2] for n, f in finals.items() if f}
     res["peak_rss_sum_mib"] = sum(res["peak_rss_mib"].values())
     return res
+
+
+def churn_phase(cp, kube, names, label, args, procs, wait_until, check_alive):
+    """The pod churn of bench_operator_churn, with Kyverno auditing pods (restricted PSS)."""
+    import bench_operator_churn as churn
+    cp.kubectl("apply", "-f", "-", stdin=pss_policy_yaml(label))
+    cp.kubectl("wait", "--for=condition=Ready", "--timeout=120s", f"clusterpolicy/{PSS_POLICY}")
+
+    def pods_webhook():
+        check_alive()
+        out = cp.kubectl("get", "validatingwebhookconfigurations", "-o", "json")
+        hooks = [w for c in json.loads(out)["items"] for w in c.get("webhooks") or []]
+        return any("pods" in (r.get("resources") or []) for w in hooks for r in w.get("rules") or [])
+    wait_until("Kyverno's webhook for Pods", 120, pods_webhook, interval=0.5)
+
+    def cpu_now():
+        return sum((p.stats() or p.last)[2] for p in procs)
+    return churn.run(kube, names, args.churn, args.churn_rate, CHURN_CONTAINER, cpu_now,
+                     log=log)
+
+
+# The same restricted container as the Palisade run's pods (scripts/bench-operator).
+CHURN_CONTAINER = {"name": "app", "image": "app:1.0",
+                   "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                   "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                                       "readOnlyRootFilesystem": True,
+                                       "capabilities": {"drop": ["ALL"]},
+                                       "seccompProfile": {"type": "RuntimeDefault"}}}
 
 
 def report(results, args, machine_line):
@@ -353,6 +411,12 @@ def report(results, args, machine_line):
         row(f"CPU seconds, latency loop, {n}", lambda r, n=n: f"{r['kyverno']['latency_cpu_s'][n]:.2f}")
         row(f"CPU seconds, whole run, {n}", lambda r, n=n: f"{r['kyverno']['total_cpu_s'][n]:.1f}")
     row("peak RSS, both processes, MiB", lambda r: f"{r['kyverno']['peak_rss_sum_mib']:.1f}")
+    if all("churn" in r["kyverno"] for r in results):
+        row("pod churn: changes at achieved rate /s",
+            lambda r: f"{r['kyverno']['churn']['changes']} at {r['kyverno']['churn']['rate_achieved']:.1f}")
+        row("pod churn: CPU s per 1,000 changes, both processes (idle rate subtracted)",
+            lambda r: f"{r['kyverno']['churn']['cpu_s_per_1000']:.2f}")
+        row("idle CPU s per s, both processes", lambda r: f"{r['kyverno']['churn']['idle_cpu_per_s']:.3f}")
     L += ["", f"Machine: {machine_line}. Latency over {results[0]['kyverno']['latency_ms']['n']} namespaces "
           f"created one at a time ({args.latency_gap} s apart), from sending the create to the watch "
           f"event of Kyverno's `{NETPOL}` NetworkPolicy."]

@@ -381,17 +381,8 @@ def churn_phase(cp, kube, names, label, args, procs, wait_until, check_alive):
 
     def cpu_now():
         return sum((p.stats() or p.last)[2] for p in procs)
-    return churn.run(kube, names, args.churn, args.churn_rate, CHURN_CONTAINER, cpu_now,
-                     log=log)
-
-
-# The same restricted container as the Palisade run's pods (scripts/bench-operator).
-CHURN_CONTAINER = {"name": "app", "image": "app:1.0",
-                   "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-                   "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                                       "readOnlyRootFilesystem": True,
-                                       "capabilities": {"drop": ["ALL"]},
-                                       "seccompProfile": {"type": "RuntimeDefault"}}}
+    return churn.run(kube, names, args.churn, args.churn_rate, churn.restricted_container("app"),
+                     cpu_now, log=log)
 
 
 def report(results, args, machine_line):

@@ -11,6 +11,7 @@ use crate::policy::workload::Workload;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What happened to a document that produced no object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -670,28 +671,28 @@ enum Decoder {
 macro_rules! decode_with {
     ($d:expr, $f:ident ( $($arg:expr),* )) => {{
         use Decoder as D;
-        let w = |w: Workload| Object::Workload(Box::new(w));
+        let w = Object::Workload;
         match $d {
-            D::Pod => w(Workload::Pod($f($($arg),*)?)),
-            D::Deployment => w(Workload::Deployment($f($($arg),*)?)),
-            D::ReplicaSet => w(Workload::ReplicaSet($f($($arg),*)?)),
-            D::StatefulSet => w(Workload::StatefulSet($f($($arg),*)?)),
-            D::DaemonSet => w(Workload::DaemonSet($f($($arg),*)?)),
-            D::Job => w(Workload::Job($f($($arg),*)?)),
-            D::CronJob => w(Workload::CronJob($f($($arg),*)?)),
-            D::ReplicationController => w(Workload::ReplicationController($f($($arg),*)?)),
-            D::Namespace => Object::Namespace($f($($arg),*)?),
-            D::ServiceAccount => Object::ServiceAccount($f($($arg),*)?),
-            D::Service => Object::Service(Box::new($f($($arg),*)?)),
-            D::NetworkPolicy => Object::NetworkPolicy($f($($arg),*)?),
-            D::Role => Object::Role($f($($arg),*)?),
-            D::ClusterRole => Object::ClusterRole($f($($arg),*)?),
-            D::RoleBinding => Object::RoleBinding($f($($arg),*)?),
-            D::ClusterRoleBinding => Object::ClusterRoleBinding($f($($arg),*)?),
+            D::Pod => w(Workload::Pod(Arc::new($f($($arg),*)?))),
+            D::Deployment => w(Workload::Deployment(Arc::new($f($($arg),*)?))),
+            D::ReplicaSet => w(Workload::ReplicaSet(Arc::new($f($($arg),*)?))),
+            D::StatefulSet => w(Workload::StatefulSet(Arc::new($f($($arg),*)?))),
+            D::DaemonSet => w(Workload::DaemonSet(Arc::new($f($($arg),*)?))),
+            D::Job => w(Workload::Job(Arc::new($f($($arg),*)?))),
+            D::CronJob => w(Workload::CronJob(Arc::new($f($($arg),*)?))),
+            D::ReplicationController => w(Workload::ReplicationController(Arc::new($f($($arg),*)?))),
+            D::Namespace => Object::Namespace(Arc::new($f($($arg),*)?)),
+            D::ServiceAccount => Object::ServiceAccount(Arc::new($f($($arg),*)?)),
+            D::Service => Object::Service(Arc::new($f($($arg),*)?)),
+            D::NetworkPolicy => Object::NetworkPolicy(Arc::new($f($($arg),*)?)),
+            D::Role => Object::Role(Arc::new($f($($arg),*)?)),
+            D::ClusterRole => Object::ClusterRole(Arc::new($f($($arg),*)?)),
+            D::RoleBinding => Object::RoleBinding(Arc::new($f($($arg),*)?)),
+            D::ClusterRoleBinding => Object::ClusterRoleBinding(Arc::new($f($($arg),*)?)),
             D::SeccompProfile => Object::SeccompProfile($f($($arg),*)?),
             D::AppArmorProfile => Object::AppArmorProfile($f($($arg),*)?),
-            D::PeerAuthentication => Object::PeerAuthentication(Box::new($f($($arg),*)?)),
-            D::DestinationRule => Object::DestinationRule(Box::new($f($($arg),*)?)),
+            D::PeerAuthentication => Object::PeerAuthentication(Arc::new($f($($arg),*)?)),
+            D::DestinationRule => Object::DestinationRule(Arc::new($f($($arg),*)?)),
         }
     }};
 }
@@ -924,11 +925,12 @@ mod tests {
             "f.yaml",
             text,
             &mut |o, _| {
-                if let Object::Workload(w) = o {
-                    if let Workload::Pod(p) = *w {
-                        let secret = p.spec.unwrap().volumes.unwrap()[0].secret.clone().unwrap();
-                        modes.push(secret.default_mode.unwrap());
-                    }
+                if let Object::Workload(Workload::Pod(p)) = o {
+                    let secret = p.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0]
+                        .secret
+                        .clone()
+                        .unwrap();
+                    modes.push(secret.default_mode.unwrap());
                 }
             },
             &mut diags,

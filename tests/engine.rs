@@ -329,7 +329,10 @@ fn generated_objects_satisfy_the_network_audit() {
     let objs = desired::namespace_objects("app", &Default::default(), &b, None);
     let mut auditor = Auditor::new(&b);
     for np in objs.network_policies {
-        auditor.add(palisade::policy::object::Object::NetworkPolicy(np), None);
+        auditor.add(
+            palisade::policy::object::Object::NetworkPolicy(std::sync::Arc::new(np)),
+            None,
+        );
     }
     let r = auditor.finish();
     assert!(r.findings.is_empty(), "{:?}", r.findings);
@@ -727,7 +730,10 @@ rbac: {serviceAccounts: [{name: api, rules: [{apiGroups: [""], resources: [confi
         &mut diags,
     );
     for np in generated {
-        auditor.add(palisade::policy::object::Object::NetworkPolicy(np), None);
+        auditor.add(
+            palisade::policy::object::Object::NetworkPolicy(std::sync::Arc::new(np)),
+            None,
+        );
     }
     assert!(diags.is_empty(), "{diags:?}");
     let r = auditor.finish();

@@ -23,6 +23,7 @@ use palisade::policy::object::Object;
 use palisade::policy::workload::Workload;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TEST_LABEL: &str = "palisade-test-matrix";
@@ -71,20 +72,20 @@ async fn live_cluster(client: &Client, namespaces: &[&str]) -> Cluster {
     let mut builder = UniverseBuilder::default();
     for ns in namespaces {
         let n = Api::<Namespace>::all(client.clone()).get(ns).await.unwrap();
-        builder.add(&Object::Namespace(n), true);
+        builder.add(&Object::Namespace(Arc::new(n)), true);
         for p in Api::<Pod>::namespaced(client.clone(), ns)
             .list(&Default::default())
             .await
             .unwrap()
         {
-            builder.add(&Object::Workload(Box::new(Workload::Pod(p))), true);
+            builder.add(&Object::Workload(Workload::Pod(Arc::new(p))), true);
         }
         for np in Api::<NetworkPolicy>::namespaced(client.clone(), ns)
             .list(&Default::default())
             .await
             .unwrap()
         {
-            builder.add(&Object::NetworkPolicy(np), true);
+            builder.add(&Object::NetworkPolicy(Arc::new(np)), true);
         }
     }
     assert!(builder.problems.is_empty(), "{:?}", builder.problems);

@@ -28,6 +28,7 @@ use palisade::policy::netpol::{Endpoint, Protocol, Side};
 use palisade::policy::object::Object;
 use palisade::policy::workload::Workload;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TEST_LABEL: &str = "palisade-test-webhook";
@@ -221,9 +222,9 @@ async fn an_admission_webhook_in_a_default_deny_namespace_keeps_its_control_plan
         .items;
     let verdict = |policies: Vec<NetworkPolicy>| {
         let mut b = UniverseBuilder::default();
-        b.add(&Object::Namespace(ns_obj.clone()), true);
+        b.add(&Object::Namespace(Arc::new(ns_obj.clone())), true);
         b.add(
-            &Object::Workload(Box::new(Workload::Pod(hook_pod.clone()))),
+            &Object::Workload(Workload::Pod(Arc::new(hook_pod.clone()))),
             true,
         );
         b.add_policies(policies);

@@ -69,6 +69,8 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             path,
             &mut |obj, _| match obj {
                 Object::Namespace(ns) => {
+                    // Freshly decoded: the only reference, so this moves rather than copies.
+                    let ns = std::sync::Arc::unwrap_or_clone(ns);
                     namespaces.insert(
                         ns.metadata.name.unwrap_or_default(),
                         ns.metadata.labels.unwrap_or_default(),

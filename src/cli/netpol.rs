@@ -12,6 +12,7 @@ use palisade::policy::netpol::{Cluster, Endpoint, Protocol, Side};
 use palisade::policy::object::Object;
 use serde_json::{json, Value};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Subcommand)]
 pub enum NetpolCommand {
@@ -166,7 +167,7 @@ fn live_objects() -> Result<Vec<Object>, String> {
             .await
             .map_err(|e| err("namespaces", e))?
         {
-            out.push(Object::Namespace(ns));
+            out.push(Object::Namespace(Arc::new(ns)));
         }
         for pod in Api::<Pod>::all(client.clone())
             .list(&lp)
@@ -179,8 +180,8 @@ fn live_objects() -> Result<Vec<Object>, String> {
                 .and_then(|s| s.phase.as_deref())
                 .is_none_or(|p| p != "Succeeded" && p != "Failed");
             if running {
-                out.push(Object::Workload(Box::new(
-                    palisade::policy::workload::Workload::Pod(pod),
+                out.push(Object::Workload(palisade::policy::workload::Workload::Pod(
+                    Arc::new(pod),
                 )));
             }
         }
@@ -189,7 +190,7 @@ fn live_objects() -> Result<Vec<Object>, String> {
             .await
             .map_err(|e| err("networkpolicies", e))?
         {
-            out.push(Object::NetworkPolicy(np));
+            out.push(Object::NetworkPolicy(Arc::new(np)));
         }
         Ok(out)
     })

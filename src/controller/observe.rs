@@ -123,13 +123,13 @@ pub fn audit(
         auditor.set_learned(l);
     }
     for ns in namespaces {
-        auditor.add(Object::Namespace((**ns).clone()), None);
+        auditor.add(Object::Namespace(ns.clone()), None);
     }
     macro_rules! workloads {
         ($($store:ident => $variant:ident),*) => {$(
             for o in snap.$store.iter() {
                 if in_scope(o.metadata.namespace.as_deref()) && o.spec.is_some() {
-                    auditor.workload(&Workload::$variant((**o).clone()), None);
+                    auditor.workload(&Workload::$variant(o.clone()), None);
                 }
             }
         )*};
@@ -143,7 +143,7 @@ pub fn audit(
         ($($store:ident => $variant:ident),*) => {$(
             for o in snap.$store.iter() {
                 if in_scope(o.metadata.namespace.as_deref()) {
-                    auditor.add(Object::$variant((**o).clone()), None);
+                    auditor.add(Object::$variant(o.clone()), None);
                 }
             }
         )*};
@@ -152,7 +152,7 @@ pub fn audit(
     // Services are cached for webhook backends anyway; here they are audited for exposure.
     for svc in snap.services.iter() {
         if in_scope(svc.metadata.namespace.as_deref()) {
-            auditor.add(Object::Service(Box::new((**svc).clone())), None);
+            auditor.add(Object::Service(svc.clone()), None);
         }
     }
     let replaced = |meta: &ObjectMeta| {
@@ -166,18 +166,18 @@ pub fn audit(
     };
     for np in snap.network_policies.iter() {
         if in_scope(np.metadata.namespace.as_deref()) && !replaced(&np.metadata) {
-            auditor.add(Object::NetworkPolicy((**np).clone()), None);
+            auditor.add(Object::NetworkPolicy(np.clone()), None);
         }
     }
     let desired = converged.desired.values();
     for np in desired.clone().flat_map(|o| &o.network_policies) {
-        auditor.add(Object::NetworkPolicy(np.clone()), None);
+        auditor.add(Object::NetworkPolicy(Arc::new(np.clone())), None);
     }
     for r in snap.cluster_roles.iter() {
-        auditor.add(Object::ClusterRole((**r).clone()), None);
+        auditor.add(Object::ClusterRole(r.clone()), None);
     }
     for b in snap.cluster_role_bindings.iter() {
-        auditor.add(Object::ClusterRoleBinding((**b).clone()), None);
+        auditor.add(Object::ClusterRoleBinding(b.clone()), None);
     }
     // Every PeerAuthentication counts (mesh-wide ones live in istio-system, rarely covered);
     // the findings are only about covered workloads and DestinationRules.
@@ -191,7 +191,7 @@ pub fn audit(
                     p.metadata.creation_timestamp.clone(),
                 );
             } else {
-                auditor.add(Object::PeerAuthentication(Box::new((**p).clone())), None);
+                auditor.add(Object::PeerAuthentication(p.clone()), None);
             }
         }
         for p in desired.flat_map(|o| &o.peer_authentications) {
@@ -200,7 +200,7 @@ pub fn audit(
                 .remove(&(p.metadata.namespace.clone(), p.name_any()))
                 .flatten()
                 .or(Some(Time(converged.now)));
-            auditor.add(Object::PeerAuthentication(Box::new(p)), None);
+            auditor.add(Object::PeerAuthentication(Arc::new(p)), None);
         }
     }
     if let Some(rules) = &snap.destination_rules {
@@ -209,7 +209,7 @@ pub fn audit(
             .iter()
             .filter(|r| in_scope(r.metadata.namespace.as_deref()))
         {
-            auditor.add(Object::DestinationRule(Box::new((**r).clone())), None);
+            auditor.add(Object::DestinationRule(r.clone()), None);
         }
     }
     if let Some(profiles) = &snap.seccomp_profiles {
@@ -242,7 +242,7 @@ pub fn workload_pods(
                     continue;
                 };
                 if o.spec.is_some() {
-                    if let Some(w) = crate::policy::desired::WorkloadPods::of(&Workload::$variant((**o).clone())) {
+                    if let Some(w) = crate::policy::desired::WorkloadPods::of(&Workload::$variant(o.clone())) {
                         out.entry(ns.to_string()).or_default().push(w);
                     }
                 }

@@ -104,10 +104,10 @@ pub struct Auditor<'b> {
     accounts: HashMap<ObjectRef, (Option<String>, String, Option<bool>)>,
     /// Where non-workload objects came from, for findings made after the stream ends.
     sources: HashMap<ObjectRef, Source>,
-    roles: Vec<Role>,
-    cluster_roles: Vec<ClusterRole>,
-    role_bindings: Vec<RoleBinding>,
-    cluster_role_bindings: Vec<ClusterRoleBinding>,
+    roles: Vec<Arc<Role>>,
+    cluster_roles: Vec<Arc<ClusterRole>>,
+    role_bindings: Vec<Arc<RoleBinding>>,
+    cluster_role_bindings: Vec<Arc<ClusterRoleBinding>>,
     /// Valid accepted-risk annotations of ClusterRoles and ClusterRoleBindings.
     acceptances: HashMap<ObjectRef, Vec<Acceptance>>,
     /// What service accounts did, when known for a whole learning window.
@@ -220,7 +220,7 @@ impl<'b> Auditor<'b> {
         }
         match object {
             Object::Workload(w) => self.workload(&w, source),
-            Object::Namespace(ns) => self.namespace(ns),
+            Object::Namespace(ns) => self.namespace(&ns),
             Object::ServiceAccount(sa) => self.service_account(&sa),
             Object::Service(svc) => self.service(&svc),
             Object::NetworkPolicy(np) => {
@@ -265,7 +265,7 @@ impl<'b> Auditor<'b> {
                 if let Some(ns) = &pa.metadata.namespace {
                     self.saw_namespace(ns);
                 }
-                self.mesh.add_peer_authentication(*pa)
+                self.mesh.add_peer_authentication(pa)
             }
             Object::DestinationRule(dr) => self.mesh.add_destination_rule(&dr, source),
         }
@@ -350,11 +350,11 @@ impl<'b> Auditor<'b> {
         }
     }
 
-    fn namespace(&mut self, ns: Namespace) {
-        let name = ns.metadata.name.unwrap_or_default();
+    fn namespace(&mut self, ns: &Namespace) {
+        let name = ns.metadata.name.clone().unwrap_or_default();
         self.network_namespaces.insert(name.clone());
         self.namespaces
-            .insert(name, Some(ns.metadata.labels.unwrap_or_default()));
+            .insert(name, Some(ns.metadata.labels.clone().unwrap_or_default()));
     }
 
     fn service_account(&mut self, sa: &ServiceAccount) {
@@ -742,10 +742,10 @@ impl<'b> Auditor<'b> {
 
     fn rbac_findings(&mut self) {
         let objs = RbacObjects {
-            roles: self.roles.iter().collect(),
-            cluster_roles: self.cluster_roles.iter().collect(),
-            role_bindings: self.role_bindings.iter().collect(),
-            cluster_role_bindings: self.cluster_role_bindings.iter().collect(),
+            roles: self.roles.iter().map(|r| &**r).collect(),
+            cluster_roles: self.cluster_roles.iter().map(|r| &**r).collect(),
+            role_bindings: self.role_bindings.iter().map(|b| &**b).collect(),
+            cluster_role_bindings: self.cluster_role_bindings.iter().map(|b| &**b).collect(),
         };
         let baseline = self.baseline;
         let namespaces = &self.namespaces;

@@ -88,7 +88,7 @@ pub struct MeshFinding {
 pub struct MeshBuilder {
     /// Istio's kinds are served or its objects were seen.
     present: bool,
-    policies: Vec<PeerAuthentication>,
+    policies: Vec<Arc<PeerAuthentication>>,
     workloads: Vec<MeshWorkload>,
     client_tls: Vec<MeshFinding>,
 }
@@ -99,7 +99,7 @@ impl MeshBuilder {
         self.present = true;
     }
 
-    pub fn add_peer_authentication(&mut self, pa: PeerAuthentication) {
+    pub fn add_peer_authentication(&mut self, pa: Arc<PeerAuthentication>) {
         self.present = true;
         self.policies.push(pa);
     }
@@ -195,7 +195,7 @@ impl MeshBuilder {
         if !self.present {
             return Vec::new();
         }
-        let mut policies: Vec<&PeerAuthentication> = self.policies.iter().collect();
+        let mut policies: Vec<&PeerAuthentication> = self.policies.iter().map(|p| &**p).collect();
         policies.sort_by(|a, b| {
             let key = |p: &PeerAuthentication| {
                 (

@@ -6,21 +6,23 @@ use super::workload::Workload;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use std::sync::Arc;
 
-/// One Kubernetes object Palisade evaluates.
+/// One Kubernetes object Palisade evaluates. Shared (`Arc`): the operator feeds the objects of
+/// its caches to an audit without copying them.
 #[derive(Clone, Debug)]
 pub enum Object {
-    Workload(Box<Workload>),
-    Namespace(Namespace),
-    ServiceAccount(ServiceAccount),
-    Service(Box<Service>),
-    NetworkPolicy(NetworkPolicy),
-    Role(Role),
-    ClusterRole(ClusterRole),
-    RoleBinding(RoleBinding),
-    ClusterRoleBinding(ClusterRoleBinding),
+    Workload(Workload),
+    Namespace(Arc<Namespace>),
+    ServiceAccount(Arc<ServiceAccount>),
+    Service(Arc<Service>),
+    NetworkPolicy(Arc<NetworkPolicy>),
+    Role(Arc<Role>),
+    ClusterRole(Arc<ClusterRole>),
+    RoleBinding(Arc<RoleBinding>),
+    ClusterRoleBinding(Arc<ClusterRoleBinding>),
     SeccompProfile(SeccompProfile),
     AppArmorProfile(AppArmorProfile),
-    PeerAuthentication(Box<PeerAuthentication>),
-    DestinationRule(Box<DestinationRule>),
+    PeerAuthentication(Arc<PeerAuthentication>),
+    DestinationRule(Arc<DestinationRule>),
 }

@@ -6,20 +6,20 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// An object that owns pods, typed.
-// Pods are larger than templates (status); `Object` boxes the whole enum, so no per-variant box.
-#[allow(clippy::large_enum_variant)]
+/// An object that owns pods, typed. Shared (`Arc`): the operator audits the objects its caches
+/// hold without copying them.
 #[derive(Clone, Debug)]
 pub enum Workload {
-    Pod(Pod),
-    Deployment(Deployment),
-    ReplicaSet(ReplicaSet),
-    StatefulSet(StatefulSet),
-    DaemonSet(DaemonSet),
-    Job(Job),
-    CronJob(CronJob),
-    ReplicationController(ReplicationController),
+    Pod(Arc<Pod>),
+    Deployment(Arc<Deployment>),
+    ReplicaSet(Arc<ReplicaSet>),
+    StatefulSet(Arc<StatefulSet>),
+    DaemonSet(Arc<DaemonSet>),
+    Job(Arc<Job>),
+    CronJob(Arc<CronJob>),
+    ReplicationController(Arc<ReplicationController>),
 }
 
 /// Kinds Palisade evaluates as workloads.

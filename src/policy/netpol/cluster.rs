@@ -160,14 +160,14 @@ fn slot(way: Way) -> usize {
 impl Cluster {
     /// Builds the universe. Namespaces named by pods or policies but not listed get only the
     /// name label; invalid policies are returned, not used (the API server would reject them).
-    pub fn new(
+    pub fn new<'p>(
         namespaces: impl IntoIterator<Item = (String, Labels)>,
         pods: Vec<Pod>,
-        policies: &[NetworkPolicy],
+        policies: impl IntoIterator<Item = &'p NetworkPolicy>,
     ) -> (Cluster, Vec<InvalidPolicy>) {
         let mut errors = Vec::new();
         let compiled: Vec<CompiledPolicy> = policies
-            .iter()
+            .into_iter()
             .filter_map(|p| compile(p).map_err(|e| errors.push(e)).ok())
             .collect();
         (Cluster::from_compiled(namespaces, pods, compiled), errors)

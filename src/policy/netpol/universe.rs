@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct UniverseBuilder {
     namespaces: BTreeMap<String, Labels>,
     pods: Vec<Pod>,
-    policies: Vec<NetworkPolicy>,
+    policies: Vec<Arc<NetworkPolicy>>,
     /// Problems that leave a pod out (e.g. an unknown port protocol), by object.
     pub problems: Vec<String>,
 }
@@ -128,7 +128,7 @@ impl UniverseBuilder {
 
     /// Adds NetworkPolicies that are not (yet) in the cluster, e.g. a baseline's generated set.
     pub fn add_policies(&mut self, policies: impl IntoIterator<Item = NetworkPolicy>) {
-        self.policies.extend(policies);
+        self.policies.extend(policies.into_iter().map(Arc::new));
     }
 
     pub fn namespaces(&self) -> impl Iterator<Item = (&String, &Labels)> {
@@ -138,6 +138,10 @@ impl UniverseBuilder {
     pub fn build(mut self) -> (Cluster, Vec<InvalidPolicy>) {
         self.pods
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        Cluster::new(self.namespaces, self.pods, &self.policies)
+        Cluster::new(
+            self.namespaces,
+            self.pods,
+            self.policies.iter().map(|p| &**p),
+        )
     }
 }

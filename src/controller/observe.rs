@@ -9,6 +9,7 @@ use crate::policy::desired::NamespaceObjects;
 use crate::policy::desired::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::policy::object::Object;
 use crate::policy::profiles::ProfileKind;
+use crate::policy::verdicts::{Judge, Verdicts};
 use crate::policy::workload::Workload;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -103,6 +104,12 @@ pub struct ConvergedTo<'a> {
     pub now: Timestamp,
 }
 
+/// The previous audit's per-workload verdicts, reused for workloads unchanged since.
+pub struct KeptVerdicts {
+    pub previous: Verdicts,
+    pub judge: Judge,
+}
+
 /// Feeds every cached object in the covered namespaces (plus cluster-scoped RBAC) to an audit.
 /// In owned namespaces, this baseline's own generated NetworkPolicies and PeerAuthentications are
 /// replaced by the desired ones, so the report describes the state the reconcile is about to
@@ -113,8 +120,9 @@ pub fn audit(
     namespaces: &[Arc<Namespace>],
     converged: ConvergedTo<'_>,
     owned: &BTreeSet<String>,
+    kept: KeptVerdicts,
     learned: Option<crate::policy::audit::LearnedUsage<'_>>,
-) -> crate::policy::audit::AuditReport {
+) -> (crate::policy::audit::AuditReport, Verdicts) {
     let names: BTreeSet<String> = namespaces.iter().map(|n| n.name_any()).collect();
     let in_scope = |ns: Option<&str>| ns.is_some_and(|ns| names.contains(ns));
     let mut auditor = Auditor::new(compiled);
@@ -122,6 +130,7 @@ pub fn audit(
     if let Some(l) = learned {
         auditor.set_learned(l);
     }
+    auditor.reuse_verdicts(Some(kept.previous), kept.judge);
     for ns in namespaces {
         auditor.add(Object::Namespace(ns.clone()), None);
     }
@@ -220,7 +229,7 @@ pub fn audit(
         let names = profiles.iter().map(|p| p.localhost_name());
         auditor.add_profiles(ProfileKind::AppArmor, names);
     }
-    auditor.finish()
+    auditor.finish_keeping_verdicts()
 }
 
 /// The API server's ready addresses and ports, from the `default/kubernetes` EndpointSlices.

@@ -17,6 +17,7 @@ use crate::policy::audit::AuditReport;
 use crate::policy::baseline::CompiledBaseline;
 use crate::policy::desired::{self, ClusterObjects, NamespaceObjects};
 use crate::policy::mesh::istio::PeerAuthentication;
+use crate::policy::verdicts::{Judge, Verdicts};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
@@ -662,6 +663,9 @@ struct AuditStage<'a> {
     memo: Memo,
     /// The previous plan's audit, when nothing it reads changed since.
     reuse: Option<Arc<memo::Audited>>,
+    /// The previous audit's per-workload verdicts, and the compile they hold for.
+    verdicts: Verdicts,
+    judge: Judge,
     enforce: bool,
 }
 
@@ -800,7 +804,10 @@ pub fn prepare<'a>(
         .as_ref()
         .and_then(|m| m.audit.clone())
         .filter(|_| unchanged && !learning);
-    let mut kept = since.previous.map(|m| m.namespaces).unwrap_or_default();
+    let (mut kept, verdicts) = since
+        .previous
+        .map(|m| (m.namespaces, m.verdicts))
+        .unwrap_or_default();
     kept.retain(|ns, _| ownership.owned.contains(ns) && !scope.rebuilds(ns));
     let rebuilt = inputs.build(
         compiled,
@@ -818,6 +825,7 @@ pub fn prepare<'a>(
         },
         namespaces: kept,
         audit: None,
+        verdicts: Default::default(),
     };
     for (ns, built) in rebuilt {
         let w = Writes::namespace(
@@ -906,6 +914,11 @@ pub fn prepare<'a>(
             requeue,
             memo,
             reuse,
+            verdicts,
+            judge: Judge {
+                baseline_uid: uid.clone(),
+                generation: b.metadata.generation,
+            },
             enforce,
         },
     }))
@@ -923,42 +936,54 @@ impl Writing<'_> {
             audit: mut a,
         } = self;
         let name = a.b.name_any();
-        let audited = a.reuse.take().unwrap_or_else(|| {
-            let report = observe::audit(
-                snap,
-                a.compiled,
-                &a.namespaces,
-                observe::ConvergedTo {
-                    desired: &a.per_ns,
-                    now: a.now,
-                },
-                &a.ownership.owned,
-                a.learned
-                    .usage
-                    .as_ref()
-                    .map(|usage| crate::policy::audit::LearnedUsage {
-                        usage,
-                        since: a.learned.window_start,
-                        label: a.learned.label.clone(),
-                    }),
-            );
-            let reports = a.report_max_results.map(|max| {
-                let covered: Vec<String> = a.covered.iter().cloned().collect();
-                let wanted = super::reports::wanted(
-                    &name,
-                    &covered,
-                    &report.findings,
-                    a.owner.as_ref(),
-                    max,
+        let previous_verdicts = std::mem::take(&mut a.verdicts);
+        let (audited, verdicts) = match a.reuse.take() {
+            Some(audited) => (audited, previous_verdicts),
+            None => {
+                let (report, verdicts) = observe::audit(
+                    snap,
+                    a.compiled,
+                    &a.namespaces,
+                    observe::ConvergedTo {
+                        desired: &a.per_ns,
+                        now: a.now,
+                    },
+                    &a.ownership.owned,
+                    observe::KeptVerdicts {
+                        previous: previous_verdicts,
+                        judge: a.judge.clone(),
+                    },
+                    a.learned
+                        .usage
+                        .as_ref()
+                        .map(|usage| crate::policy::audit::LearnedUsage {
+                            usage,
+                            since: a.learned.window_start,
+                            label: a.learned.label.clone(),
+                        }),
                 );
-                Arc::new(wanted)
-            });
-            Arc::new(memo::Audited {
-                report: Arc::new(report),
-                reports,
-            })
-        });
+                let reports = a.report_max_results.map(|max| {
+                    let covered: Vec<String> = a.covered.iter().cloned().collect();
+                    let wanted = super::reports::wanted(
+                        &name,
+                        &covered,
+                        &report.findings,
+                        a.owner.as_ref(),
+                        max,
+                    );
+                    Arc::new(wanted)
+                });
+                (
+                    Arc::new(memo::Audited {
+                        report: Arc::new(report),
+                        reports,
+                    }),
+                    verdicts,
+                )
+            }
+        };
         a.memo.audit = Some(audited.clone());
+        a.memo.verdicts = verdicts;
         let (report, reports) = (audited.report.clone(), audited.reports.clone());
         // Status lines of the namespaces not rebuilt come from the memo (the rebuilt ones are in
         // both).

@@ -15,6 +15,7 @@ use super::profiles::{self, ProfileKind};
 use super::pss;
 use super::rbac::{self, RbacObjects};
 use super::rules::{Rule, Severity};
+use super::verdicts::{Judge, Verdict, VerdictCache, Verdicts};
 use super::workload::Workload;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -120,6 +121,8 @@ pub struct Auditor<'b> {
     localhost_refs: Vec<PendingProfileRef>,
     /// Workloads and Istio policies for the mesh findings.
     mesh: super::mesh::MeshBuilder,
+    /// Per-workload verdicts kept between audits (operator), when enabled.
+    verdicts: Option<VerdictCache>,
 }
 
 /// A workload's Localhost profile, to be judged against the profiles in [`Auditor::finish`].
@@ -181,6 +184,7 @@ impl<'b> Auditor<'b> {
             profiles: BTreeMap::new(),
             localhost_refs: Vec::new(),
             mesh: Default::default(),
+            verdicts: None,
         }
     }
 
@@ -415,11 +419,25 @@ impl<'b> Auditor<'b> {
                 ),
             );
         }
-        let s = &self.baseline.settings;
-        let mut out = Vec::new();
-        pss::check(&pod, s.level, s.version, &mut out);
-        let automount = hardening::check(&pod, self.baseline, &mut out);
-        profiles::check(&pod, self.baseline, &mut out);
+        let baseline = self.baseline;
+        let judge = || {
+            let s = &baseline.settings;
+            let mut violations = Vec::new();
+            pss::check(&pod, s.level, s.version, &mut violations);
+            let automount = hardening::check(&pod, baseline, &mut violations);
+            profiles::check(&pod, baseline, &mut violations);
+            Verdict {
+                violations,
+                automount,
+            }
+        };
+        let Verdict {
+            violations: out,
+            automount,
+        } = match &mut self.verdicts {
+            Some(cache) => cache.get_or_make(w, judge),
+            None => judge(),
+        };
         self.push_violations(out, &object, pod.labels);
         self.mesh.add_workload(&object, &pod, &labels, source);
         for r in profiles::localhost_refs(&pod) {
@@ -498,6 +516,23 @@ impl<'b> Auditor<'b> {
             // No Namespace object seen: judge by name alone (kubernetes.io/metadata.name).
             _ => self.baseline.covers_namespace(ns, &NO_LABELS),
         }
+    }
+
+    /// Reuses `previous` verdicts of unchanged workloads (when `judge` made them) and keeps this
+    /// audit's for the next one: see [`Auditor::finish_keeping_verdicts`].
+    pub fn reuse_verdicts(&mut self, previous: Option<Verdicts>, judge: Judge) {
+        self.verdicts = Some(VerdictCache::new(previous, judge));
+    }
+
+    /// [`Auditor::finish`], plus the verdicts of this audit's workloads (empty unless
+    /// [`Auditor::reuse_verdicts`] was called).
+    pub fn finish_keeping_verdicts(mut self) -> (AuditReport, Verdicts) {
+        let verdicts = self
+            .verdicts
+            .take()
+            .map(VerdictCache::into_verdicts)
+            .unwrap_or_default();
+        (self.finish(), verdicts)
     }
 
     /// Runs the joins and returns the report.

@@ -22,4 +22,5 @@ pub mod settings;
 pub mod spo;
 #[cfg(test)]
 mod testkit;
+pub mod verdicts;
 pub mod workload;

@@ -79,6 +79,8 @@ pub struct Memo {
     pub from_scratch_at: Option<Timestamp>,
     pub namespaces: BTreeMap<String, Namespace>,
     pub audit: Option<Arc<Audited>>,
+    /// The per-workload checks' verdicts of the last audit, reused for unchanged workloads.
+    pub verdicts: crate::policy::verdicts::Verdicts,
 }
 
 /// An audit and the OpenReports reports made of it.

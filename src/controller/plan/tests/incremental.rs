@@ -19,7 +19,28 @@ fn bare_pod(ns: &str, name: &str, labels: &[(&str, &str)]) -> Arc<Pod> {
     ))
     .unwrap();
     p.metadata.labels = Some(labels);
+    // What the API server gives every object: the identity the kept verdicts are keyed on.
+    p.metadata.uid = Some(format!("uid-{ns}-{name}"));
+    p.metadata.resource_version = Some("1".into());
     Arc::new(p)
+}
+
+/// The pod after an update: privileged or not (which its verdict must follow), a new
+/// resourceVersion.
+fn toggled_privileged(p: &Pod) -> Pod {
+    let mut p = p.clone();
+    let c = &mut p.spec.as_mut().unwrap().containers[0];
+    let sc = c.security_context.get_or_insert_with(Default::default);
+    sc.privileged = Some(!sc.privileged.unwrap_or(false));
+    let rv: u64 = p
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    p.metadata.resource_version = Some((rv + 1).to_string());
+    p
 }
 
 /// One step of both plans; returns the incremental one, how many namespaces it rebuilt
@@ -139,7 +160,7 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
         &[("app", "web"), ("trust", "untrusted")],
     ];
     let (mut scoped, mut from_scratch, mut rebuilt_total, mut owned_total) = (0, 0, 0, 0);
-    let mut reuses = 0;
+    let (mut reuses, mut verdicts_reused) = (0, 0);
     for seed in 1..=40u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut snap = cluster();
@@ -201,6 +222,18 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
                     *n = Arc::new(relabelled);
                     changed.add(Some(&ns));
                     format!("namespace {ns} relabelled team={team}")
+                }
+                5 if !snap.pods.is_empty() => {
+                    let at = (rng.next() % snap.pods.len() as u64) as usize;
+                    let updated = toggled_privileged(&snap.pods[at]);
+                    changed.add(updated.metadata.namespace.as_deref());
+                    let what = format!(
+                        "pod {} updated, privileged: {:?}",
+                        updated.name_any(),
+                        updated.spec.as_ref().unwrap().containers[0].security_context
+                    );
+                    snap.pods[at] = Arc::new(updated);
+                    what
                 }
                 4 | 5 => {
                     let labels = *rng.pick(&pod_labels);
@@ -265,6 +298,7 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
             let taken = std::mem::replace(&mut changed, Changed::Namespaces(BTreeSet::new()));
             let (c, rebuilt, reused) = step(&b, &snap, memo.take(), taken, now(), &what);
             reuses += usize::from(reused);
+            verdicts_reused += c.memo.verdicts.reused();
             let owned = c.memo.namespaces.len();
             match rebuilt {
                 Some(n) => {
@@ -284,6 +318,10 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
         "most plans are incremental ({scoped} incremental, {from_scratch} from scratch)"
     );
     assert!(reuses > 0, "some steps change nothing the audit reads");
+    assert!(
+        verdicts_reused > 0,
+        "unchanged pods keep their verdicts from the previous audit"
+    );
     assert!(
         rebuilt_total * 2 < owned_total,
         "an incremental plan rebuilds a fraction of the namespaces ({rebuilt_total} of {owned_total})"

@@ -229,7 +229,7 @@ struct Tally {
     explained_not_in: usize,
     /// A pod's connections to itself, which cyclonus evaluates like any other and Kubernetes does
     /// not: the traffic never leaves the pod (upstream NetworkPolicy e2e: `AllowLoopback`; the
-    /// real node agrees, tests/node_netpol_matrix.rs). Compared, but counted apart.
+    /// real node agrees, tests/e2e/node_netpol_matrix.rs). Compared, but counted apart.
     explained_loopback: usize,
     /// Cells cyclonus denies (either direction): agreement means little if this is ~0 or ~all.
     denied: usize,

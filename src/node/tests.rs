@@ -1,5 +1,5 @@
 //! `palisade node` against fake hosts: a root directory and a `/proc` of its own, so every
-//! resolution rule is tested without a real control plane (tests/node_e2e.rs runs it against one).
+//! resolution rule is tested without a real control plane (tests/e2e/node_e2e.rs runs it against one).
 
 use super::checks::CHECKS;
 use super::host::Host;

@@ -78,3 +78,32 @@ pub async fn delete_baseline(client: &Client, name: &str) {
         .delete(name, &DeleteParams::default())
         .await;
 }
+
+/// Deletes the baselines matching `selector` (a failed test's): waits a little for the operator
+/// to release them, then removes whatever finalizer is left.
+pub async fn delete_selected(client: Client, selector: String) {
+    use kube::api::ListParams;
+    let api = Api::<SecurityBaseline>::all(client);
+    let Ok(list) = api.list(&ListParams::default().labels(&selector)).await else {
+        return;
+    };
+    let names: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|b| b.metadata.name.clone())
+        .collect();
+    for name in &names {
+        let _ = api.delete(name, &DeleteParams::default()).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for name in &names {
+        while std::time::Instant::now() < deadline && matches!(api.get_opt(name).await, Ok(Some(_)))
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let clear = json!({"metadata": {"finalizers": null}});
+        let _ = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&clear))
+            .await;
+    }
+}

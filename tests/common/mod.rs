@@ -4,6 +4,7 @@
 
 pub mod baseline;
 pub mod node;
+pub mod serial;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -88,21 +89,34 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let client = self.client.clone();
         let name = self.name.clone();
-        // Send the delete before the test's runtime shuts down (a spawned task would be dropped).
-        // Needs a multi-threaded test runtime; elsewhere the plane's teardown cleans up.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-                tokio::task::block_in_place(|| {
-                    handle.block_on(async move {
-                        let api: Api<Namespace> = Api::all(client);
-                        let _ = api.delete(&name, &DeleteParams::default()).await;
-                    })
-                });
-            }
-        }
+        cleanup(move |client| async move {
+            let api: Api<Namespace> = Api::all(client);
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+        });
     }
+}
+
+/// Runs a cleanup to completion from a `Drop`, also while a failed test unwinds: on a thread and
+/// runtime of its own, with a client of its own (the test's client may live on the runtime that
+/// is blocked in this drop). Best effort: the plane's teardown removes whatever is left.
+pub fn cleanup<F, Fut>(work: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let done = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the cleanup");
+        rt.block_on(async move {
+            if let Ok(client) = Client::try_default().await {
+                let _ = tokio::time::timeout(Duration::from_secs(20), work(client)).await;
+            }
+        });
+    });
+    let _ = done.join();
 }
 
 /// Applies a YAML document with server-side apply as field manager `manager`.
@@ -153,6 +167,8 @@ pub struct Operator {
     pub metrics_port: u16,
     audit_from: u64,
     checked: bool,
+    /// The `--baseline-selector` it was started with: the test's baselines.
+    baselines: Option<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -186,11 +202,20 @@ impl Operator {
             .stderr(log)
             .spawn()
             .expect("start palisade run");
+        let baselines = extra
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| match a.split_once('=') {
+                Some(("--baseline-selector", v)) => Some(v.to_string()),
+                _ if *a == "--baseline-selector" => extra.get(i + 1).map(|v| v.to_string()),
+                _ => None,
+            });
         Operator {
             child,
             metrics_port,
             audit_from,
             checked: false,
+            baselines,
         }
     }
 
@@ -282,6 +307,12 @@ impl Drop for Operator {
             for l in tail.into_iter().rev() {
                 eprintln!("{l}");
             }
+        }
+        if let (true, Some(selector)) = (std::thread::panicking(), self.baselines.clone()) {
+            // The test failed before deleting its baselines: delete them while the operator can
+            // still release their namespaces, then drop their finalizers so none is left
+            // Terminating once it is gone.
+            cleanup(move |client| baseline::delete_selected(client, selector));
         }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();

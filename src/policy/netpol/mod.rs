@@ -1,6 +1,6 @@
 //! NetworkPolicy semantics: which connections a set of policies allows, and which policies and
 //! rules decide it. Pure; cyclonus is its differential oracle (tests/netpol_differential.rs) and
-//! the real node's data plane its ground truth (tests/node_netpol_matrix.rs).
+//! the real node's data plane its ground truth (tests/e2e/node_netpol_matrix.rs).
 //!
 //! Semantics follow networking.k8s.io/v1: policyTypes defaulted as the API server does; a pod is
 //! isolated in a direction when a policy of its namespace selects it for that direction, and

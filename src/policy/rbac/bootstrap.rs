@@ -4,7 +4,7 @@
 //! other subjects than its bootstrap binding's, is evaluated like any other object.
 //!
 //! The policy is the one a real kube-apiserver creates, dumped by `scripts/rbac-bootstrap` into
-//! `bootstrap/<version>.json` (tests/rbac_bootstrap_e2e.rs keeps it equal to the running plane's).
+//! `bootstrap/<version>.json` (tests/e2e/rbac_bootstrap_e2e.rs keeps it equal to the running plane's).
 
 use k8s_openapi::api::rbac::v1::{
     AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef,

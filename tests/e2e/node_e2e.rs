@@ -5,7 +5,7 @@
 //! (`scripts/test` starts `scripts/control-plane up --node`; feature `node`.)
 #![cfg(feature = "node")]
 
-mod common;
+use crate::common;
 
 use common::node::{
     connect, create_pod, exec_probe, kubectl, node_name, pod_ip, probe_bin, probe_pod, server_pod,
@@ -23,6 +23,7 @@ use std::process::{Child, Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_pods_become_ready_and_a_service_reaches_them_by_ip_and_dns_name() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "node-svc", &[]).await;
     let n = ns.name.as_str();
@@ -103,6 +104,7 @@ async fn deployment_pods_become_ready_and_a_service_reaches_them_by_ip_and_dns_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_deny_blocks_and_an_allow_policy_reopens_exactly_the_declared_peer_and_port() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "node-np", &[]).await;
     let other_ns = TestNamespace::new(&client, "node-np-other", &[]).await;
@@ -221,6 +223,7 @@ async fn default_deny_blocks_and_an_allow_policy_reopens_exactly_the_declared_pe
 /// The pod's containers and their /proc/self/status, as the kernel sees them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_hardening_is_what_the_security_context_asks_for() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "node-hard", &[]).await;
     let n = ns.name.as_str();
@@ -315,6 +318,7 @@ fn status_code(result: Result<Secret, kube::Error>) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kubelet_reads_only_the_secrets_of_pods_on_its_node() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "node-authz", &[]).await;
     let n = ns.name.as_str();
@@ -510,6 +514,7 @@ fn guard_exception(add: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_reach_nothing_outside_the_pod_and_service_ranges() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "node-egress", &[]).await;
     let n = ns.name.as_str();
@@ -565,6 +570,7 @@ async fn pods_reach_nothing_outside_the_pod_and_service_ranges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_logs_and_exec_reach_the_kubelet() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "node-logs", &[]).await;
     let n = ns.name.as_str();

@@ -2,9 +2,8 @@
 //! own field manager): config/baseline.yaml is applied exactly as committed, the operator
 //! converges, and then a server-side diff of the committed file shows nothing to change, the
 //! operator owns no spec field, and no GitOps tracking metadata spread to generated objects.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
@@ -106,6 +105,7 @@ fn owns_spec(entry: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_baseline_shows_no_diff_after_the_operator_converged() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let doc = committed();

@@ -6,7 +6,7 @@
 //! (`scripts/test`; feature `node`.)
 #![cfg(feature = "node")]
 
-mod common;
+use crate::common;
 
 use common::node::{create_pod, exec_probe, probe_container, wait_ready, Probe};
 use common::{apply_value, client, install_crd, unique, wait_for, Operator, TestNamespace};
@@ -113,6 +113,7 @@ fn learned_state(s: &SecurityBaselineStatus) -> Option<(&str, Vec<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learned_role_keeps_the_workload_working_and_forbids_what_it_never_used() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     install_crd(&client).await;
     let id = unique("learn");

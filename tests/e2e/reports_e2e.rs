@@ -2,9 +2,8 @@
 //! the github.com/openreports/reports-api module): one Report per covered namespace, updated when
 //! a violation is fixed, no writes in steady state, bounded in size, removed when the namespace
 //! leaves coverage or the flag is turned off; and a clear failure when the CRD is missing.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::{install_crd, unique, wait_for, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -118,6 +117,7 @@ async fn report_writes(op: &Operator) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_follow_findings_and_coverage() {
+    let _serial = common::serial::module(module_path!());
     let _shared = CRD.read().await;
     let client = common::client().await;
     install_crd(&client).await;
@@ -279,6 +279,7 @@ async fn reports_follow_findings_and_coverage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_bounded_and_say_they_are_truncated() {
+    let _serial = common::serial::module(module_path!());
     let _shared = CRD.read().await;
     let client = common::client().await;
     install_crd(&client).await;
@@ -333,6 +334,7 @@ async fn reports_are_bounded_and_say_they_are_truncated() {
 /// flag it runs normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_crd_reports_fail_clearly() {
+    let _serial = common::serial::module(module_path!());
     let _alone = CRD.write().await;
     let client = common::client().await;
     install_crd(&client).await;
@@ -378,6 +380,7 @@ async fn without_the_crd_reports_fail_clearly() {
 /// outcome counts as metrics; a stale report of ours is pruned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_is_published_as_cluster_reports_and_metrics() {
+    let _serial = common::serial::module(module_path!());
     let _shared = CRD.read().await;
     let client = common::client().await;
     install_crd(&client).await;

@@ -6,7 +6,7 @@
 //! feature `node`.)
 #![cfg(feature = "node")]
 
-mod common;
+use crate::common;
 
 use common::node::{kubectl, node_name};
 use common::{client, wait_for, ROOT};
@@ -68,6 +68,7 @@ fn by_rule(report: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn palisade_node_judges_the_plane_from_what_runs() {
+    let _serial = common::serial::module(module_path!());
     let report = host_report();
     let found: BTreeSet<&str> = report["components"]
         .as_array()
@@ -257,6 +258,7 @@ fn apply(file: &str, mut edit: impl FnMut(&mut Value)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_job_of_deploy_node_reaches_the_hosts_verdicts_from_a_pod() {
+    let _serial = common::serial::module(module_path!());
     let _alone = NODE_NAMESPACE.lock().await;
     let client = client().await;
     let _cleanup = Cleanup(client.clone());
@@ -392,6 +394,7 @@ fn plane_report(state: &str) -> BTreeMap<String, Value> {
 
 #[test]
 fn the_hardened_profile_encrypts_secrets_at_rest_and_clears_exactly_its_findings() {
+    let _serial = common::serial::module(module_path!());
     let default_state =
         std::env::var("PALISADE_CP_STATE").expect("PALISADE_CP_STATE (scripts/test)");
     let hardened = HardenedPlane::up();
@@ -517,6 +520,7 @@ impl Drop for StaticPod {
 /// is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_view_judges_mirror_pods_and_probes_node_authorization() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let node = node_name();
     let manifests = std::env::var("PALISADE_NODE_MANIFESTS").expect("PALISADE_NODE_MANIFESTS");
@@ -637,7 +641,7 @@ async fn the_api_view_judges_mirror_pods_and_probes_node_authorization() {
 
 const OPENREPORTS: &str = "github.com/openreports/reports-api@v0.2.1";
 
-/// The OpenReports ClusterReport CRD, from its Go module (as tests/reports_e2e.rs does).
+/// The OpenReports ClusterReport CRD, from its Go module (as tests/e2e/reports_e2e.rs does).
 async fn install_cluster_report_crd(client: &kube::Client) {
     common::install_module_crds(
         client,
@@ -660,6 +664,7 @@ async fn install_cluster_report_crd(client: &kube::Client) {
 /// is refused by deploy/node's admission policy, writing its own is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_daemonset_publishes_its_own_report_and_no_other() {
+    let _serial = common::serial::module(module_path!());
     let _alone = NODE_NAMESPACE.lock().await;
     let client = client().await;
     let _cleanup = Cleanup(client.clone());
@@ -797,6 +802,7 @@ fn owner_uids(report: &kube::api::DynamicObject) -> Vec<String> {
 /// publisher sets): a Node object without a kubelet stands in for a node leaving the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_report_is_removed_with_its_node() {
+    let _serial = common::serial::module(module_path!());
     // The stand-in Node would get a pod of deploy/node's DaemonSet if that test ran now.
     let _alone = NODE_NAMESPACE.lock().await;
     let client = client().await;

@@ -5,7 +5,7 @@
 //! is the policies' doing, not a broken probe). (`scripts/test`; feature `node`.)
 #![cfg(feature = "node")]
 
-mod common;
+use crate::common;
 
 use common::node::{create_pod, exec_probe, probe_pod, wait_ready, ENFORCED};
 use common::{apply_value, client, unique, TestNamespace};
@@ -168,6 +168,7 @@ fn differences(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_data_plane_enforces_exactly_the_engines_truth_table_for_the_generated_policies() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let id = unique("m");
     // Two namespaces the baseline covers, one it does not.

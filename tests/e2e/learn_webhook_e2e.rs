@@ -2,9 +2,8 @@
 //! dedicated client CA) is served; every other caller is refused in the TLS handshake, even one
 //! holding a certificate of the cluster CA; bodies are bounded and must be an EventList.
 //! (`scripts/test`; feature `e2e`.)
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::{client, free_port, install_crd, wait_for, Operator};
 use std::process::Command;
@@ -62,6 +61,7 @@ fn event_list(user: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_api_servers_audit_client_is_served() {
+    let _serial = common::serial::module(module_path!());
     install_crd(&client().await).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");

@@ -1,14 +1,14 @@
 //! The bootstrap RBAC policy Palisade embeds (what "built-in" means) is exactly what the real
 //! kube-apiserver of the local control plane creates: regenerate it with `scripts/rbac-bootstrap`
 //! when this fails after a Kubernetes bump.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::ROOT;
 
 #[test]
 fn embedded_bootstrap_policy_equals_the_api_servers() {
+    let _serial = common::serial::module(module_path!());
     let out = std::process::Command::new(format!("{ROOT}/scripts/rbac-bootstrap"))
         .output()
         .expect("run scripts/rbac-bootstrap");

@@ -2,9 +2,8 @@
 //! prometheus-operator Go module) validate the kustomize and Helm monitoring objects with a
 //! server-side dry run, and a real Prometheus scraping a real operator fires and resolves the
 //! violations alert as a workload is broken and fixed.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::{install_crd, unique, wait_for, Operator, TestNamespace, ROOT};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -275,6 +274,7 @@ fn is_alert(a: &Value, name: &str, ns: &str) -> bool {
 /// prometheus-operator CRDs; a broken PrometheusRule does not (the dry run does validate).
 #[tokio::test(flavor = "multi_thread")]
 async fn monitoring_objects_pass_server_side_dry_run() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_prometheus_operator_crds(&client).await;
     let ns = TestNamespace::new(&client, "monitoring-dry-run", &[]).await;
@@ -321,6 +321,7 @@ async fn monitoring_objects_pass_server_side_dry_run() {
 /// operator-health alert is active throughout.
 #[tokio::test(flavor = "multi_thread")]
 async fn violations_alert_fires_and_resolves_in_prometheus() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("prom");

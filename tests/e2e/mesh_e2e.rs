@@ -3,9 +3,8 @@
 //! failing), picks them up without a restart, and reports each effective-mode case as the
 //! PeerAuthentications and DestinationRules change. The CRDs are removed at the end, so the
 //! other test binaries see no mesh.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::baseline::{apply_baseline, converged, get_baseline, ID_LABEL, TEST_LABEL};
 use common::{install_crd, unique, wait_for, Operator, TestNamespace};
@@ -100,6 +99,7 @@ async fn deployment(client: &Client, ns: &str, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effective_mtls_modes_are_reported_once_istio_is_installed() {
+    let _serial = common::serial::module(module_path!());
     let _one_at_a_time = ISTIO.lock().await;
     let client = common::client().await;
     let _cleanup = without_istio(&client).await;
@@ -216,6 +216,7 @@ fn degraded(s: &SecurityBaselineStatus) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mtls_is_generated_once_istio_is_installed_kept_and_pruned() {
+    let _serial = common::serial::module(module_path!());
     let _one_at_a_time = ISTIO.lock().await;
     let client = common::client().await;
     let _cleanup = without_istio(&client).await;

@@ -4,7 +4,7 @@
 //! (`scripts/test` builds the image and starts `scripts/control-plane up --node`; feature `node`.)
 #![cfg(feature = "node")]
 
-mod common;
+use crate::common;
 
 use common::node::{
     connect, create_pod, exec_probe, kubectl, probe_pod, server_pod, wait_connect, wait_ready,
@@ -78,6 +78,7 @@ impl Drop for InCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn palisade_from_its_own_image_enforces_default_deny_on_the_real_data_plane() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     install_crd(&client).await;
     let id = unique("incluster");

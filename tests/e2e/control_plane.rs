@@ -1,11 +1,10 @@
 //! The local control plane is real: the Palisade CRD installs and validates on a real
 //! kube-apiserver, server-side apply records field managers, kube-controller-manager garbage
 //! collects and finalizes namespaces, and admission (ValidatingAdmissionPolicy, Pod Security
-//! Admission) is enforced. Run with `cargo test --features e2e --test control_plane` and
+//! Admission) is enforced. Run with `cargo test --features e2e --test e2e control_plane::` and
 //! KUBECONFIG pointing at `scripts/control-plane up`.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::{apply_yaml, client, install_crd, unique, wait_for, TestNamespace, ROOT};
 use k8s_openapi::api::admissionregistration::v1::{
@@ -140,6 +139,7 @@ fn pod(name: &str, pod_security_context: Value, container_security_context: Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_baseline_round_trips_without_server_side_changes() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     install_crd(&client).await;
     let api = baseline_api(&client);
@@ -249,6 +249,7 @@ async fn security_baseline_round_trips_without_server_side_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_security_baselines_are_rejected_by_the_api_server() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     install_crd(&client).await;
     let api = baseline_api(&client);
@@ -345,6 +346,7 @@ async fn invalid_security_baselines_are_rejected_by_the_api_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_apply_records_the_palisade_field_manager() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "ssa", &[]).await;
     let mut cleanup = Cleanup::new(&client);
@@ -436,6 +438,7 @@ rules:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collector_deletes_dependents_of_a_deleted_owner() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "gc", &[]).await;
     let mut cleanup = Cleanup::new(&client);
@@ -489,6 +492,7 @@ async fn garbage_collector_deletes_dependents_of_a_deleted_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_deletion_completes() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let name = unique("nsdel");
@@ -542,6 +546,7 @@ async fn namespace_deletion_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validating_admission_policy_is_enforced() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let name = unique("palisade-test-nonroot");
     let mut cleanup = Cleanup::new(&client);
@@ -665,6 +670,7 @@ async fn validating_admission_policy_is_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_security_admission_enforces_restricted() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(
         &client,

@@ -2,9 +2,8 @@
 //! are those of the offline audit of the manifests that made it; one object per page reads the
 //! same; the shipped read-only RBAC (deploy/audit-cluster/rbac.yaml) is all it needs; a kind the
 //! caller may not list is a diagnostic naming it while everything else is still audited.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::{apply_documents, client, service_account_kubeconfig, TestNamespace, ROOT};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -184,6 +183,7 @@ async fn identity(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_namespace_audits_as_its_manifests_do_with_only_list_rights() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     let ns = TestNamespace::new(&client, "audit-live", &[]).await;
     let dir = tempfile::tempdir().unwrap();

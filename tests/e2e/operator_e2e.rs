@@ -3,9 +3,8 @@
 //! Every test installs the CRD, creates its own namespaces (label `palisade-test=<id>`) and
 //! baselines (label `palisade-test-id=<id>`), and starts its own operator restricted to them with
 //! `--baseline-selector`, so the tests run in parallel without seeing each other.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::baseline::{
     apply_baseline, converged, delete_baseline, get_baseline, has_finding, wait_converged,
@@ -197,6 +196,7 @@ fn rv<K: kube::Resource>(o: &K) -> String {
 /// loses them and its Pod Security labels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_namespace_gets_default_deny_and_loses_it_when_unlabelled() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("nsdeny");
@@ -285,6 +285,7 @@ async fn new_namespace_gets_default_deny_and_loses_it_when_unlabelled() {
 /// Deleting a baseline garbage-collects what it generated (owner references).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_baseline_garbage_collects_generated_objects() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("gc");
@@ -370,6 +371,7 @@ async fn deleted_baseline_garbage_collects_generated_objects() {
 /// before compilation, so the finalizer goes and the namespace loses the PSA labels Palisade set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baseline_deleted_while_invalid_still_releases_its_namespaces() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("delinv");
@@ -438,6 +440,7 @@ async fn a_baseline_deleted_while_invalid_still_releases_its_namespaces() {
 /// after the baseline is deleted; the labels Palisade alone set go with the baseline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_security_label_someone_else_set_survives_the_baseline() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("psaown");
@@ -519,6 +522,7 @@ async fn a_pod_security_label_someone_else_set_survives_the_baseline() {
 /// the writer, exports it as a gauge, and leaves the object alone on later reconciles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_keeps_rewriting_a_generated_object_is_noticed_not_fought() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("fight");
@@ -631,6 +635,7 @@ async fn a_writer_that_keeps_rewriting_a_generated_object_is_noticed_not_fought(
 /// same pod selector is never touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_restored_and_user_policy_left_alone() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("drift");
@@ -728,6 +733,7 @@ async fn drift_is_restored_and_user_policy_left_alone() {
 /// A violation shows in status, as a Warning Event and as a metric; fixing it clears all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn violation_reported_in_status_event_and_metric_then_cleared() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("viol");
@@ -829,6 +835,7 @@ async fn violation_reported_in_status_event_and_metric_then_cleared() {
 /// same Pod is admitted and reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_rejects_pod_audit_admits_and_reports_it() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("admit");
@@ -983,6 +990,7 @@ async fn enforce_rejects_pod_audit_admits_and_reports_it() {
 /// itself and the finding returns together with `exemption.expired`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exemption_suppresses_until_it_expires() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("exempt");
@@ -1064,6 +1072,7 @@ async fn exemption_suppresses_until_it_expires() {
 /// A restarted operator adopts what its predecessor generated without writing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_operator_converges_without_writes() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("restart");
@@ -1195,6 +1204,7 @@ async fn restarted_operator_converges_without_writes() {
 /// over within the lease duration and converges new changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_failover() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("leader");
@@ -1327,6 +1337,7 @@ async fn generated_lines(client: &Client, name: &str, ns: &str) -> Vec<String> {
 /// Audit mode shows what Enforce would do; switching to Enforce does exactly that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_previews_exactly_what_enforce_creates() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("preview");
@@ -1399,6 +1410,7 @@ async fn audit_previews_exactly_what_enforce_creates() {
 /// endpoint (as when a second API server joins) is allowed, a removed one no longer is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_egress_follows_the_api_servers_endpoints() {
+    let _serial = common::serial::module(module_path!());
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let client = common::client().await;
     install_crd(&client).await;
@@ -1505,6 +1517,7 @@ async fn as_operator_account() -> Client {
 /// account a Role with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_outside_the_grantable_ceiling_are_refused_and_reported() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("ceiling");

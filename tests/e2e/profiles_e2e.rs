@@ -2,9 +2,8 @@
 //! the real local control plane: the generated admission policy rejects exactly the pods the
 //! engine reports, and Localhost references are judged once the operator's real CRDs (from its
 //! Go module) are installed, without restarting Palisade.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::baseline::{
     apply_baseline, converged, get_baseline, has_finding, ID_LABEL, TEST_LABEL,
@@ -116,6 +115,7 @@ async fn admission(pods: &Api<Pod>, pod: &Value) -> Option<String> {
 /// finding for it, and both match what the case expects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_profile_policy_denies_exactly_what_the_engine_reports() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     let id = unique("profiles");
@@ -303,6 +303,7 @@ async fn seccomp_profile(client: &Client, name: &str) {
 /// the profile is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn localhost_references_are_judged_once_the_security_profiles_operator_is_installed() {
+    let _serial = common::serial::module(module_path!());
     let client = common::client().await;
     install_crd(&client).await;
     spo_crds_absent(&client).await;

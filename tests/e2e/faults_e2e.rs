@@ -5,9 +5,8 @@
 //! then writes nothing) and no object it does not own changed.
 //!
 //! Its own test binary, the tests one at a time: the faults would disturb tests beside them.
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -202,6 +201,7 @@ impl Scene {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_recovers_after_apiserver_restart() {
+    let _serial = common::serial::module(module_path!());
     let _one = FAULT.lock().await;
     let client = client().await;
     install_crd(&client).await;
@@ -264,6 +264,7 @@ async fn operator_recovers_after_apiserver_restart() {
 /// meanwhile and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_down_for_20_seconds_is_survived() {
+    let _serial = common::serial::module(module_path!());
     let _one = FAULT.lock().await;
     let mut scene = Scene::converged("etcd").await;
     control_plane("stop-etcd");
@@ -287,6 +288,7 @@ async fn etcd_down_for_20_seconds_is_survived() {
 /// Thawed, it relists and converges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_expired_by_compaction_relist_and_converge() {
+    let _serial = common::serial::module(module_path!());
     let _one = FAULT.lock().await;
     let scene = Scene::converged("gone").await;
     let signal = |sig: &str| {
@@ -324,6 +326,7 @@ async fn watches_expired_by_compaction_relist_and_converge() {
 /// duplicate and no orphan, and a clean run afterwards writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_convergence_then_restart_converges_without_duplicates_or_orphans() {
+    let _serial = common::serial::module(module_path!());
     const N: usize = 120;
     let _one = FAULT.lock().await;
     let client = client().await;
@@ -491,6 +494,7 @@ impl Drop for Throttle {
 /// say it was throttled. Without the throttle, a fresh operator then writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_by_priority_and_fairness_it_backs_off_and_converges() {
+    let _serial = common::serial::module(module_path!());
     const N: usize = 30;
     let _one = FAULT.lock().await;
     let client = client().await;
@@ -562,6 +566,7 @@ async fn throttled_by_priority_and_fairness_it_backs_off_and_converges() {
 /// policy only, every earlier one pruned; the status describes the last generation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_baseline_updates_ends_in_the_last_specs_state_with_bounded_memory() {
+    let _serial = common::serial::module(module_path!());
     const UPDATES: usize = 1000;
     let _one = FAULT.lock().await;
     let client = client().await;
@@ -797,6 +802,7 @@ fn random_value(
 /// reconciling them again without a spec change writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_baselines_from_the_schema_are_rejected_clearly_or_reconciled() {
+    let _serial = common::serial::module(module_path!());
     const COUNT: usize = 200;
     let _one = FAULT.lock().await;
     let client = client().await;
@@ -993,6 +999,7 @@ async fn random_baselines_from_the_schema_are_rejected_clearly_or_reconciled() {
 /// violations, whatever the count).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_pods_and_a_near_limit_object_converge_with_a_bounded_status() {
+    let _serial = common::serial::module(module_path!());
     use futures::StreamExt;
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Pod;

@@ -10,7 +10,7 @@
 //! that path. (`scripts/test`; feature `node`.)
 #![cfg(feature = "node")]
 
-mod common;
+use crate::common;
 
 use common::node::{
     create_pod, exec_probe, kubectl, pod_ip, probe_container, probe_pod, wait_ready, ENFORCED,
@@ -90,6 +90,7 @@ async fn api_server_address(client: &Client) -> std::net::IpAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admission_webhook_in_a_default_deny_namespace_keeps_its_control_plane_ingress() {
+    let _serial = common::serial::module(module_path!());
     let client = client().await;
     install_crd(&client).await;
     let id = unique("hook");

@@ -5,9 +5,8 @@
 //! allowed request of the log; every difference is classified (audit2rbac's verb expansion,
 //! namespace and name expansion, and its learning of denied requests), and Palisade may grant
 //! more only where it drops names on purpose (a resource the account creates). (`scripts/test`; feature `e2e`.)
-#![cfg(feature = "e2e")]
 
-mod common;
+use crate::common;
 
 use common::{apply_value, client, unique, wait_for, TestNamespace};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -132,6 +131,7 @@ async fn allowed(client: &Client, user: &str, a: &Atom) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn palisade_learns_no_more_than_audit2rbac_and_covers_the_same_requests() {
+    let _serial = common::serial::module(module_path!());
     let admin = client().await;
     let a = TestNamespace::new(&admin, "peer-a", &[]).await;
     let b = TestNamespace::new(&admin, "peer-b", &[]).await;

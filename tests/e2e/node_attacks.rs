@@ -4,7 +4,7 @@
 //! once the operator has converged. (`scripts/test`; feature `node`.)
 #![cfg(feature = "node")]
 
-mod common;
+use crate::common;
 
 use common::node::{create_pod, exec_probe, probe_container, wait_ready, Probe, ENFORCED};
 use common::{apply_value, client, install_crd, unique, wait_for, Operator, TestNamespace};
@@ -153,6 +153,7 @@ fn status(p: &Probe) -> Option<u64> {
 /// the declared account reaches it but can do only what it declared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stolen_token_reaches_only_what_its_account_declared() {
+    let _serial = common::serial::module(module_path!());
     let mut s = Scene::new("atk-token").await;
     let n = s.n().to_string();
     s.pod(
@@ -201,6 +202,7 @@ async fn a_stolen_token_reaches_only_what_its_account_declared() {
 /// still resolves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compromised_frontend_cannot_reach_the_database() {
+    let _serial = common::serial::module(module_path!());
     let mut s = Scene::new("atk-db").await;
     s.pod(
         "db",
@@ -259,6 +261,7 @@ fn pod_spec(name: &str, labels: Value, container: Value, extra: Value) -> Value 
 /// seccomp filter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_and_writable_pods_are_rejected_and_admitted_ones_are_confined() {
+    let _serial = common::serial::module(module_path!());
     let mut s = Scene::new("atk-root").await;
     let root = pod_spec(
         "root",
@@ -313,6 +316,7 @@ async fn privileged_and_writable_pods_are_rejected_and_admitted_ones_are_confine
 /// 4. An untrusted workload without the sandbox runtimeClass is rejected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_workload_without_the_sandbox_runtime_is_rejected() {
+    let _serial = common::serial::module(module_path!());
     let mut s = Scene::new("atk-sandbox").await;
     let untrusted = |runtime: Option<&str>| {
         let extra = match runtime {

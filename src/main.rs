@@ -8,6 +8,9 @@ mod cli;
 
 // The allocator: the offline audit allocates a string per YAML scalar, and glibc's malloc/free
 // were a quarter of its profile. Its build-time options are in .cargo/config.toml.
+// `RUSTFLAGS="--cfg palisade_system_alloc"` keeps the system allocator, for heap profiles
+// (heaptrack sees only malloc/free; docs/bench-operator.md).
+#[cfg(not(palisade_system_alloc))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

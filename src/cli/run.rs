@@ -27,6 +27,11 @@ pub struct RunArgs {
     /// reconcile per baseline runs and one waits, so a short window bounds latency, not load.
     #[arg(long, default_value_t = 50)]
     debounce_ms: u64,
+    /// Milliseconds between two audits of a baseline while only objects inside namespaces change
+    /// (pod churn): the generated objects are written at once, the findings and status follow
+    /// within this window. 0 audits on every reconcile.
+    #[arg(long, default_value_t = 1000)]
+    audit_interval_ms: u64,
     /// Reconcile only SecurityBaselines matching this label selector (sharding, tests).
     #[arg(long)]
     baseline_selector: Option<String>,
@@ -102,6 +107,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         leader,
         resync: Duration::from_secs(args.resync.max(10)),
         debounce: Duration::from_millis(args.debounce_ms),
+        audit_interval: Duration::from_millis(args.audit_interval_ms),
         baseline_selector: args.baseline_selector.clone(),
         reports: args.reports,
         control_plane_interval: (args.control_plane_interval > 0)

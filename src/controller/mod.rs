@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub leader: Option<leader::LeaderConfig>,
     pub resync: Duration,
     pub debounce: Duration,
+    /// The shortest time between two audits of a baseline when only namespaced objects changed.
+    pub audit_interval: Duration,
     pub baseline_selector: Option<String>,
     /// Publish findings as OpenReports `Report` objects (`--reports`).
     pub reports: bool,
@@ -276,6 +278,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         exported: Default::default(),
         failures: Default::default(),
         resync: opts.resync,
+        audit_interval: opts.audit_interval,
         reports,
         grantable: opts.grantable.clone(),
         learn: learn_state,

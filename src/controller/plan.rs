@@ -46,6 +46,10 @@ pub struct Env<'a> {
     pub learn: Option<&'a LearnState>,
     /// The periodic resync: the longest a plan waits before the next reconcile.
     pub resync: Duration,
+    /// The shortest time between two audits when only namespaced objects changed: within it a
+    /// plan writes what changed and reuses the previous audit, and asks for a reconcile when it
+    /// ends.
+    pub audit_interval: Duration,
     /// Generated objects of this baseline left to another writer for now (`Kind ns/name`).
     pub contested: &'a BTreeMap<String, Contest>,
 }
@@ -506,6 +510,9 @@ pub struct Converge {
     pub reports: Option<Arc<Vec<Value>>>,
     /// The audit of the state this reconcile converges to.
     pub report: Arc<AuditReport>,
+    /// `report` is the previous plan's (nothing it reads changed, or the audit interval is not
+    /// over): the gauges and Events made of it stand.
+    pub audit_reused: bool,
     /// Remove the finalizer once everything else succeeded (no labels left to remove).
     pub remove_finalizer: bool,
     pub requeue: Duration,
@@ -640,6 +647,14 @@ pub struct Writing<'a> {
     audit: AuditStage<'a>,
 }
 
+/// A previous audit a plan reports instead of auditing again.
+struct ReusedAudit {
+    audit: Arc<memo::Audited>,
+    at: Timestamp,
+    /// The cluster changed since it was made.
+    behind: bool,
+}
+
 /// What the audit and the status need from the first step.
 struct AuditStage<'a> {
     b: &'a SecurityBaseline,
@@ -662,7 +677,8 @@ struct AuditStage<'a> {
     requeue: Duration,
     memo: Memo,
     /// The previous plan's audit, when nothing it reads changed since.
-    reuse: Option<Arc<memo::Audited>>,
+    reuse: Option<ReusedAudit>,
+    audit_interval: Duration,
     /// The previous audit's per-workload verdicts, and the compile they hold for.
     verdicts: Verdicts,
     judge: Judge,
@@ -799,11 +815,22 @@ pub fn prepare<'a>(
     // usage is not among the globals): the audit would judge the same objects again.
     let learning = env.learn.is_some() && compiled.learn_window.is_some();
     let unchanged = matches!(&scope, Scope::Namespaces { prune, .. } if prune.is_empty());
-    let reuse = since
-        .previous
-        .as_ref()
-        .and_then(|m| m.audit.clone())
-        .filter(|_| unchanged && !learning);
+    let previous_audit = since.previous.as_ref().and_then(|m| {
+        let at = m.audited_at?;
+        Some((m.audit.clone()?, at, m.audit_behind))
+    });
+    let reuse = previous_audit.and_then(|(audit, at, behind)| {
+        let recent = now.duration_since(at).unsigned_abs() < env.audit_interval;
+        let scoped = matches!(scope, Scope::Namespaces { .. });
+        // Nothing new since the audit; or only namespaced objects changed and the last audit
+        // is recent: the writes go out, the report follows once the interval is over.
+        let fresh_enough = (unchanged && !behind) || (scoped && recent);
+        (fresh_enough && !learning).then_some(ReusedAudit {
+            audit,
+            at,
+            behind: behind || !unchanged,
+        })
+    });
     let (mut kept, verdicts) = since
         .previous
         .map(|m| (m.namespaces, m.verdicts))
@@ -825,6 +852,8 @@ pub fn prepare<'a>(
         },
         namespaces: kept,
         audit: None,
+        audited_at: None,
+        audit_behind: false,
         verdicts: Default::default(),
     };
     for (ns, built) in rebuilt {
@@ -914,6 +943,7 @@ pub fn prepare<'a>(
             requeue,
             memo,
             reuse,
+            audit_interval: env.audit_interval,
             verdicts,
             judge: Judge {
                 baseline_uid: uid.clone(),
@@ -937,9 +967,21 @@ impl Writing<'_> {
         } = self;
         let name = a.b.name_any();
         let previous_verdicts = std::mem::take(&mut a.verdicts);
+        let audit_reused = a.reuse.is_some();
         let (audited, verdicts) = match a.reuse.take() {
-            Some(audited) => (audited, previous_verdicts),
+            Some(reused) => {
+                a.memo.audited_at = Some(reused.at);
+                a.memo.audit_behind = reused.behind;
+                if reused.behind {
+                    // The report is behind the cluster: reconcile again when the interval ends.
+                    let age = a.now.duration_since(reused.at).unsigned_abs();
+                    let left = a.audit_interval.saturating_sub(age);
+                    a.requeue = a.requeue.min(left.max(Duration::from_millis(10)));
+                }
+                (reused.audit, previous_verdicts)
+            }
             None => {
+                a.memo.audited_at = Some(a.now);
                 let (report, verdicts) = observe::audit(
                     snap,
                     a.compiled,
@@ -1030,6 +1072,7 @@ impl Writing<'_> {
             labelled: a.labelled,
             reports,
             report,
+            audit_reused,
             requeue: a.requeue,
             memo: a.memo,
         }

@@ -52,6 +52,7 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Periodic full resync, also the upper bound between reconciles.
     pub resync: Duration,
+    pub audit_interval: Duration,
     /// OpenReports publishing (or pruning only, with `--reports` off); None without the API.
     pub reports: Option<super::reports::Reports>,
     /// The ceiling ClusterRole of generated Roles.
@@ -166,6 +167,7 @@ async fn reconcile_valid(b: &SecurityBaseline, ctx: &Context) -> Result<Action, 
         report_max_results: ctx.reports.as_ref().map(|r| r.max_results),
         learn: ctx.learn.as_deref(),
         resync: ctx.resync,
+        audit_interval: ctx.audit_interval,
     };
     // Taken before the snapshot: a change recorded later has its own reconcile.
     let since = Since {
@@ -256,19 +258,24 @@ async fn converge(
     };
     let degraded = applied.as_ref().err().map(|e| e.to_string());
     export_generated(ctx, &name, &plan.generated());
-    export_violations(ctx, &name, &plan.report);
+    // A reused audit is the report these gauges and Events already describe.
+    if !plan.audit_reused {
+        export_violations(ctx, &name, &plan.report);
+    }
 
     let reference = b.object_ref(&());
     if !changes.is_empty() {
         let note: String = changes.join("; ").chars().take(1000).collect();
         events::normal(&ctx.recorder, &reference, "GeneratedObjectsChanged", note).await;
     }
-    let warnings = ctx.events.changes(&name, &plan.report);
-    for w in &warnings.each {
-        events::warn(&ctx.recorder, w).await;
-    }
-    if warnings.more > 0 {
-        events::warn_more(&ctx.recorder, &reference, warnings.more).await;
+    if !plan.audit_reused {
+        let warnings = ctx.events.changes(&name, &plan.report);
+        for w in &warnings.each {
+            events::warn(&ctx.recorder, w).await;
+        }
+        if warnings.more > 0 {
+            events::warn_more(&ctx.recorder, &reference, warnings.more).await;
+        }
     }
 
     let new_status = plan.status(degraded, b.status.as_ref(), now);

@@ -79,6 +79,11 @@ pub struct Memo {
     pub from_scratch_at: Option<Timestamp>,
     pub namespaces: BTreeMap<String, Namespace>,
     pub audit: Option<Arc<Audited>>,
+    /// When `audit` was made.
+    pub audited_at: Option<Timestamp>,
+    /// Something the audit reads changed since `audit` was made (a reconcile within the audit
+    /// interval reused it): the next one after the interval audits again.
+    pub audit_behind: bool,
     /// The per-workload checks' verdicts of the last audit, reused for unchanged workloads.
     pub verdicts: crate::policy::verdicts::Verdicts,
 }

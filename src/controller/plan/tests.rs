@@ -22,6 +22,8 @@ fn env() -> Env<'static> {
         report_max_results: Some(100),
         learn: None,
         resync: RESYNC,
+        // Every plan audits (the throttle has tests of its own).
+        audit_interval: Duration::ZERO,
         contested: &NO_CONTESTS,
     }
 }

@@ -363,3 +363,100 @@ fn a_change_every_namespace_shares_or_the_resync_plans_from_scratch_whatever_was
     assert_eq!(rebuilt, None, "the resync plans from scratch");
     assert!(!reused);
 }
+
+/// Pod churn within the audit interval: each plan writes what changed at once and reports the
+/// previous audit, marked as behind and with a reconcile asked for when the interval ends; that
+/// reconcile audits again and reports what a from-scratch plan reports.
+#[test]
+fn within_the_audit_interval_writes_go_out_and_the_report_follows_when_it_ends() {
+    let mut b = sample("shop", "u1", "2026-01-01T00:00:00Z");
+    b.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let env = Env {
+        audit_interval: Duration::from_secs(1),
+        ..env()
+    };
+    let at = |ms: i64| now() + k8s_openapi::jiff::SignedDuration::from_millis(ms);
+    let compiled = CompiledBaseline::compile(&b.name_any(), &b.spec, now()).unwrap();
+    let run = |snap: &Snapshot, previous: Option<Memo>, changed: Changed, when: Timestamp| {
+        let since = Since { previous, changed };
+        let Prepared::Converge(w) = prepare(&b, Ok(&compiled), &[], snap, &env, when, since) else {
+            panic!("expected Converge");
+        };
+        w.audit(snap)
+    };
+    let privileged = |c: &Converge| {
+        c.report
+            .findings
+            .iter()
+            .any(|f| f.rule == crate::policy::rules::Rule::Privileged)
+    };
+    let mut snap = cluster();
+    let first = run(&snap, None, Changed::Everything, at(0));
+    assert!(!first.audit_reused && !privileged(&first));
+    execute(&mut snap, &first);
+
+    // A privileged pod and a new namespace, 100 ms later: the new namespace's defenses are
+    // written at once, the report follows.
+    let pod = bare_pod("shop", "new", &[("app", "web")]);
+    snap.pods.push(Arc::new(toggled_privileged(&pod)));
+    snap.namespaces
+        .push(namespace("late", &[("team", "shop")], &[]));
+    let mut changed = Changed::namespace("shop");
+    changed.add(Some("late"));
+    let churn = run(&snap, Some(first.memo), changed, at(100));
+    let applied_in = |ns: &str| {
+        churn
+            .writes
+            .network_policies
+            .apply
+            .iter()
+            .any(|w| w.object.metadata.namespace.as_deref() == Some(ns))
+    };
+    assert!(
+        applied_in("late"),
+        "the new namespace's NetworkPolicies are written at once"
+    );
+    assert!(
+        churn.audit_reused,
+        "within the interval the previous audit is reported"
+    );
+    assert!(!privileged(&churn));
+    assert!(churn.memo.audit_behind);
+    assert!(
+        churn.requeue <= Duration::from_millis(900) && churn.requeue >= Duration::from_millis(10),
+        "a reconcile is asked for when the interval ends, not later: {:?}",
+        churn.requeue
+    );
+    execute(&mut snap, &churn);
+
+    // An echo inside the interval changes nothing: still behind, still asking.
+    let echo = run(
+        &snap,
+        Some(churn.memo),
+        Changed::Namespaces(BTreeSet::new()),
+        at(500),
+    );
+    assert!(echo.audit_reused && echo.memo.audit_behind);
+    assert!(echo.requeue <= Duration::from_millis(500));
+
+    // The requeue once the interval is over: audited again, as from scratch.
+    let when = at(1_100);
+    let caught_up = run(
+        &snap,
+        Some(echo.memo),
+        Changed::Namespaces(BTreeSet::new()),
+        when,
+    );
+    let full = converge(plan(&b, Ok(&compiled), &[], &snap, &env, when));
+    assert!(!caught_up.audit_reused && !caught_up.memo.audit_behind);
+    assert!(privileged(&caught_up));
+    assert_eq!(
+        format!("{:?}", caught_up.report.findings),
+        format!("{:?}", full.report.findings)
+    );
+
+    // A cluster-wide change is audited at once, whatever the interval says.
+    snap.cluster_roles = vec![Arc::new(grantable())];
+    let wide = run(&snap, Some(caught_up.memo), Changed::Everything, at(1_200));
+    assert!(!wide.audit_reused);
+}

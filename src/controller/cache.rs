@@ -386,8 +386,11 @@ macro_rules! list_api {
 }
 
 macro_rules! list_config {
+    // Paginated lists (500 objects a page), not `any_semantic`: a list at resourceVersion 0 is
+    // served from the watch cache in one response whatever the limit, and 10k Pods decoded at
+    // once were most of the operator's peak memory (docs/bench-operator.md).
     (all) => {
-        watcher::Config::default().any_semantic()
+        watcher::Config::default().page_size(500)
     };
     // Palisade's own objects only.
     (generated) => {

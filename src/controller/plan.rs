@@ -539,6 +539,12 @@ impl Converge {
         self.writes.counts(self.labelled)
     }
 
+    /// The report is an earlier audit's and the cluster changed since (within the audit
+    /// interval): the status waits for the audit that the requeue brings.
+    pub fn report_behind(&self) -> bool {
+        self.audit_reused && self.memo.audit_behind
+    }
+
     /// The status once the writes are done; `degraded` when one failed.
     pub fn status(
         &self,

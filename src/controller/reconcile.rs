@@ -278,9 +278,13 @@ async fn converge(
         }
     }
 
-    let new_status = plan.status(degraded, b.status.as_ref(), now);
-    if b.status.as_ref() != Some(&new_status) {
-        patch_status(ctx, &name, &new_status).await?;
+    // While the report is behind (audit interval), the status waits for the next audit rather
+    // than mixing this reconcile's counts with an older report; a failed write is said at once.
+    if !plan.report_behind() || degraded.is_some() {
+        let new_status = plan.status(degraded, b.status.as_ref(), now);
+        if b.status.as_ref() != Some(&new_status) {
+            patch_status(ctx, &name, &new_status).await?;
+        }
     }
     applied?;
     if plan.remove_finalizer {

@@ -59,10 +59,10 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A namespace that is deleted when dropped (deletion is asynchronous; the test does not wait).
+/// A namespace that is deleted when dropped, also when the test fails (deletion is asynchronous;
+/// the test does not wait).
 pub struct TestNamespace {
     pub name: String,
-    client: Client,
 }
 
 impl TestNamespace {
@@ -80,10 +80,7 @@ impl TestNamespace {
         api.create(&PostParams::default(), &ns)
             .await
             .expect("create test namespace");
-        TestNamespace {
-            name,
-            client: client.clone(),
-        }
+        TestNamespace { name }
     }
 }
 

@@ -379,11 +379,22 @@ fn sarif_validates_against_the_official_2_1_0_schema() {
             vec!["--baseline", "config/baseline.yaml", "config/samples"],
         ),
         ("deploy.sarif", vec!["deploy/base"]),
+        (
+            "streamed.sarif",
+            vec![
+                "--sort",
+                "none",
+                "--baseline",
+                "config/baseline.yaml",
+                "config/samples",
+            ],
+        ),
         ("clean.sarif", vec!["-"]),
+        ("streamed-clean.sarif", vec!["--sort", "none", "-"]),
         ("broken.sarif", vec!["-"]),
     ] {
         let stdin = match name {
-            "clean.sarif" => Some(COMPLIANT.as_bytes()),
+            "clean.sarif" | "streamed-clean.sarif" => Some(COMPLIANT.as_bytes()),
             "broken.sarif" => Some(b"kind: [\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: 3}\n".as_slice()),
             _ => None,
         };
@@ -537,6 +548,87 @@ fn parallel_parsing_gives_the_same_report_as_one_thread() {
     let report = json(&one);
     assert_eq!(report["diagnostics"].as_array().unwrap().len(), 12);
     assert_eq!(report["summary"]["objects"], 12 * 4);
+}
+
+#[test]
+fn sort_none_streams_the_same_report_in_every_format() {
+    let input = [
+        "--baseline",
+        "config/baseline.yaml",
+        "config/samples",
+        "deploy/base",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["audit"];
+        args.extend(extra);
+        args.extend(input);
+        palisade(&args, None)
+    };
+    // Each result as its JSON text, in one order, for comparing unsorted with sorted.
+    let sorted_texts = |v: &Value| {
+        let mut t: Vec<String> = v.as_array().unwrap().iter().map(Value::to_string).collect();
+        t.sort();
+        t
+    };
+
+    let sorted = run(&["--format", "json"]);
+    let streamed = run(&["--sort", "none", "--format", "json"]);
+    assert_eq!(
+        streamed.status.code(),
+        sorted.status.code(),
+        "{}",
+        stderr(&streamed)
+    );
+    let (sorted, streamed) = (json(&sorted), json(&streamed));
+    assert!(sorted["findings"].as_array().unwrap().len() > 10);
+    for key in ["summary", "accepted", "diagnostics"] {
+        assert_eq!(streamed[key], sorted[key], "{key}");
+    }
+    assert_eq!(
+        sorted_texts(&streamed["findings"]),
+        sorted_texts(&sorted["findings"])
+    );
+
+    let sorted = json(&run(&["--format", "sarif"]));
+    let streamed = json(&run(&["--sort", "none", "--format", "sarif"]));
+    let results = |v: &Value| sorted_texts(&v["runs"][0]["results"]);
+    assert_eq!(results(&streamed), results(&sorted));
+    assert_eq!(streamed["runs"][0]["tool"], sorted["runs"][0]["tool"]);
+    assert_eq!(
+        streamed["runs"][0]["invocations"],
+        sorted["runs"][0]["invocations"]
+    );
+
+    let sorted = stdout(&run(&[]));
+    let streamed = stdout(&run(&["--sort", "none"]));
+    let severities = ["CRITICAL ", "HIGH ", "MEDIUM ", "LOW ", "INFO "];
+    let rows = |t: &str| {
+        t.lines()
+            .filter(|l| severities.iter().any(|s| l.starts_with(s)))
+            .count()
+    };
+    assert!(rows(&sorted) > 10);
+    assert_eq!(rows(&streamed), rows(&sorted));
+    let tail = |t: &str| {
+        t.lines()
+            .skip_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        tail(&streamed),
+        tail(&sorted),
+        "accepted risks, diagnostics and the summary"
+    );
+
+    let html = run(&["--sort", "none", "--format", "html"]);
+    assert_eq!(html.status.code(), Some(2));
+    assert!(html.stdout.is_empty());
+    assert!(
+        stderr(&html).contains("use --sort object"),
+        "{}",
+        stderr(&html)
+    );
 }
 
 const SHOP_APP: &str = r#"

@@ -761,3 +761,170 @@ rbac: {serviceAccounts: [{name: api, rules: [{apiGroups: [""], resources: [confi
         flagged[1].1
     );
 }
+
+/// Objects whose findings depend on the order they arrive in: workloads before their Namespace,
+/// in namespaces never declared or outside the selector, joins made at the end (RBAC, default
+/// deny, token automount through a ServiceAccount) and an accepted risk on a ClusterRole.
+const ORDER_SENSITIVE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: early, namespace: late-ns}
+spec: {containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: late-ns, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other, labels: {team: other}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: outside, namespace: other}
+spec:
+  selector: {matchLabels: {app: x}}
+  template:
+    metadata: {labels: {app: x}}
+    spec: {hostPID: true, containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stray, namespace: never-declared}
+spec: {containers: [{name: c, image: i, securityContext: {privileged: true}}]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: quiet, namespace: late-ns}
+automountServiceAccountToken: false
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tokenless, namespace: late-ns}
+spec: {serviceAccountName: quiet, containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: late-ns}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: late-ns}
+rules: [{apiGroups: [""], resources: [secrets], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: late-ns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: default, namespace: late-ns}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: wide
+  annotations: {"accepted-risk.palisade.dev/rbac.wildcard": "the platform team owns it"}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: wide}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: wide}
+subjects: [{kind: ServiceAccount, name: default, namespace: late-ns}]
+"#;
+
+/// A streamed audit (`--sort none`) reports exactly what the sorted one does, whatever order
+/// the documents come in and whichever way the baseline selects namespaces.
+#[test]
+fn a_streamed_audit_reports_what_the_sorted_one_does_in_any_input_order() {
+    let mut documents: Vec<(String, String)> = vec![];
+    for file in [
+        "config/samples/namespaces.yaml",
+        "config/samples/workloads.yaml",
+        "config/samples/rbac.yaml",
+    ] {
+        let text =
+            std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        documents.extend(
+            text.split("\n---")
+                .map(|d| (file.to_string(), d.to_string())),
+        );
+    }
+    documents.extend(
+        ORDER_SENSITIVE
+            .split("\n---")
+            .map(|d| ("order.yaml".to_string(), d.to_string())),
+    );
+    documents.retain(|(_, d)| d.contains("kind:"));
+    let baselines = [
+        "{}".to_string(),
+        "namespaceSelector: {matchLabels: {team: shop}}\nexcludeNamespaces: [kube-system]".to_string(),
+        "namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [other]}]}".to_string(),
+        std::fs::read_to_string(format!("{}/config/baseline.yaml", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .split("spec:\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for spec in &baselines {
+        let b = baseline(spec);
+        for round in 0..8 {
+            // Fisher-Yates with xorshift: a different order each round, the same on every run.
+            for i in (1..documents.len()).rev() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                documents.swap(i, (seed % (i as u64 + 1)) as usize);
+            }
+            let feed = |auditor: &mut Auditor| {
+                auditor.set_baseline_source(palisade::policy::finding::Source {
+                    file: "baseline.yaml".into(),
+                    document: 0,
+                    line: 1,
+                });
+                let mut diags = vec![];
+                for (i, (file, doc)) in documents.iter().enumerate() {
+                    let name = format!("{file}#{i}");
+                    manifest::load_str(
+                        &name,
+                        doc,
+                        &mut |o, s| auditor.add(o, Some(&s)),
+                        &mut diags,
+                    );
+                }
+                assert!(diags.iter().all(|d| d.skipped_kind.is_some()), "{diags:?}");
+            };
+            let mut sorted = Auditor::new(&b);
+            feed(&mut sorted);
+            let sorted = sorted.finish();
+            let mut streamed_findings = vec![];
+            let mut streaming = Auditor::new(&b);
+            streaming.stream_to(|f| streamed_findings.push(f.clone()));
+            feed(&mut streaming);
+            let streamed = streaming.finish();
+            let context = format!("baseline {spec:?}, round {round}");
+            assert!(streamed.findings.is_empty(), "{context}");
+            assert!(sorted.total() > 10, "{context}: the corpus breaks rules");
+            assert_eq!(streamed.total(), streamed_findings.len(), "{context}");
+            assert_eq!(streamed.by_severity(), sorted.by_severity(), "{context}");
+            streamed_findings.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            assert_eq!(streamed_findings, sorted.findings, "{context}");
+            assert_eq!(streamed.accepted, sorted.accepted, "{context}");
+            assert_eq!(streamed.exempted, sorted.exempted, "{context}");
+            assert_eq!(streamed.namespaces, sorted.namespaces, "{context}");
+            // Every finding points at its file, but that of a namespace no document declares.
+            let unsourced: Vec<String> = sorted
+                .findings
+                .iter()
+                .filter(|f| f.source.is_none() && f.object.name != "never-declared")
+                .map(|f| format!("{} {}", f.rule, f.object))
+                .collect();
+            assert!(unsourced.is_empty(), "{context}: {unsourced:?}");
+        }
+    }
+}

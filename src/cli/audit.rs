@@ -16,6 +16,12 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Order of the findings. `object`: sorted by object, rule and field, the same on every
+    /// run. `none`: each printed as soon as it is found, so memory does not grow with the
+    /// findings (for very large repositories); the order follows the reading order, which
+    /// varies between runs unless `--threads 1`. Not with `--format html`.
+    #[arg(long, value_enum, default_value = "object")]
+    sort: Sort,
     /// Exit 1 when a finding of this severity or worse exists.
     #[arg(long, default_value = "low", value_parser = parse_severity)]
     fail_on: Severity,
@@ -57,6 +63,12 @@ pub struct AuditArgs {
     paths: Vec<String>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Sort {
+    Object,
+    None,
+}
+
 fn parse_severity(s: &str) -> Result<Severity, String> {
     Severity::parse(s).ok_or_else(|| "expected one of info, low, medium, high, critical".into())
 }
@@ -80,7 +92,30 @@ pub fn run(args: AuditArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut streamer = match args.sort {
+        Sort::Object => None,
+        Sort::None => match report::Streamer::new(args.format, args.verbose, &mut out) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return super::input_error();
+            }
+        },
+    };
     let mut auditor = Auditor::new(&baseline);
+    if let Some(streamer) = &mut streamer {
+        auditor.stream_to(|f| streamer.finding(f));
+    }
+    if let Some(path) = &args.baseline {
+        // Findings about the baseline itself point at the baseline's file.
+        auditor.set_baseline_source(palisade::policy::finding::Source {
+            file: path.as_str().into(),
+            document: 0,
+            line: 1,
+        });
+    }
     if !args.audit_logs.is_empty() {
         auditor.set_learned(LearnedUsage {
             usage: &log.usage,
@@ -149,27 +184,13 @@ pub fn run(args: AuditArgs) -> ExitCode {
             &mut diags,
         );
     }
-    let mut report = auditor.finish();
-    // Findings about the baseline itself point at the baseline's file.
-    if let Some(path) = &args.baseline {
-        let file: std::sync::Arc<str> = path.as_str().into();
-        for f in report
-            .findings
-            .iter_mut()
-            .filter(|f| f.object.kind == "SecurityBaseline" && f.source.is_none())
-        {
-            f.source = Some(palisade::policy::finding::Source {
-                file: file.clone(),
-                document: 0,
-                line: 1,
-            });
-        }
-    }
+    let report = auditor.finish();
     {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let written = report::write(args.format, &report, &diags, args.verbose, &mut out)
-            .and_then(|()| std::io::Write::flush(&mut out));
+        let written = match streamer {
+            Some(streamer) => streamer.finish(&report, &diags),
+            None => report::write(args.format, &report, &diags, args.verbose, &mut out),
+        }
+        .and_then(|()| std::io::Write::flush(&mut out));
         if let Err(e) = written {
             // A closed pipe (`| head`) is not an error worth a message.
             if e.kind() != std::io::ErrorKind::BrokenPipe {

@@ -47,6 +47,9 @@ pub struct AuditReport {
     pub namespaces: Vec<String>,
     /// Objects evaluated.
     pub objects: usize,
+    /// Findings handed to the stream of [`Auditor::stream_to`] instead of kept in `findings`,
+    /// by severity.
+    pub streamed: BTreeMap<Severity, usize>,
 }
 
 /// One of the baseline's exemptions, for reports.
@@ -65,14 +68,22 @@ pub struct ExemptionUse {
 
 impl AuditReport {
     pub fn count_at_least(&self, severity: Severity) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity >= severity)
-            .count()
+        let kept = self.findings.iter().filter(|f| f.severity >= severity);
+        let streamed = self
+            .streamed
+            .range(severity..)
+            .map(|(_, n)| n)
+            .sum::<usize>();
+        kept.count() + streamed
+    }
+
+    /// Findings kept and streamed.
+    pub fn total(&self) -> usize {
+        self.findings.len() + self.streamed.values().sum::<usize>()
     }
 
     pub fn by_severity(&self) -> BTreeMap<Severity, usize> {
-        let mut m = BTreeMap::new();
+        let mut m = self.streamed.clone();
         for f in &self.findings {
             *m.entry(f.severity).or_default() += 1;
         }
@@ -123,6 +134,28 @@ pub struct Auditor<'b> {
     mesh: super::mesh::MeshBuilder,
     /// Per-workload verdicts kept between audits (operator), when enabled.
     verdicts: Option<VerdictCache>,
+    /// Where the object being added came from: its findings carry it.
+    current_source: Option<Source>,
+    /// Where the baseline came from: its own findings carry it.
+    baseline_source: Option<Source>,
+    /// Findings handed on as they are made, when streaming.
+    stream: Option<Stream<'b>>,
+}
+
+/// Findings handed on as soon as it is known that the report includes them, so that memory
+/// does not grow with the findings (`palisade audit --sort none`).
+struct Stream<'s> {
+    sink: Box<dyn FnMut(&Finding) + 's>,
+    /// Findings in namespaces whose coverage depends on labels of a Namespace not seen yet.
+    undecided: HashMap<String, Vec<Finding>>,
+    by_severity: BTreeMap<Severity, usize>,
+}
+
+impl Stream<'_> {
+    fn emit(&mut self, f: &Finding) {
+        *self.by_severity.entry(f.severity).or_default() += 1;
+        (self.sink)(f);
+    }
 }
 
 /// A workload's Localhost profile, to be judged against the profiles in [`Auditor::finish`].
@@ -185,7 +218,27 @@ impl<'b> Auditor<'b> {
             localhost_refs: Vec::new(),
             mesh: Default::default(),
             verdicts: None,
+            current_source: None,
+            baseline_source: None,
+            stream: None,
         }
+    }
+
+    /// Hands each finding to `sink` as soon as the report is known to include it, instead of
+    /// keeping it for the sorted report: the report then holds only the findings that wait for
+    /// the end (those of ClusterRoles and ClusterRoleBindings, which annotations may accept),
+    /// and counts the rest in `streamed`. The order follows the input's.
+    pub fn stream_to(&mut self, sink: impl FnMut(&Finding) + 'b) {
+        self.stream = Some(Stream {
+            sink: Box::new(sink),
+            undecided: HashMap::new(),
+            by_severity: BTreeMap::new(),
+        });
+    }
+
+    /// Where the baseline came from: findings about the baseline itself point there.
+    pub fn set_baseline_source(&mut self, source: Source) {
+        self.baseline_source = Some(source);
     }
 
     /// Records that a kind of Security Profiles Operator profile is served, and profiles of it
@@ -214,7 +267,7 @@ impl<'b> Auditor<'b> {
     /// Evaluates or records one object. `source` tags the findings with where the object came from.
     pub fn add(&mut self, object: Object, source: Option<&Source>) {
         self.objects += 1;
-        let before = self.findings.len();
+        self.current_source = source.cloned();
         if let (Some(src), Some(r)) = (source, joined_ref(&object)) {
             self.sources.insert(r, src.clone());
         }
@@ -273,11 +326,7 @@ impl<'b> Auditor<'b> {
             }
             Object::DestinationRule(dr) => self.mesh.add_destination_rule(&dr, source),
         }
-        if let Some(src) = source {
-            for f in &mut self.findings[before..] {
-                f.source = Some(src.clone());
-            }
-        }
+        self.current_source = None;
     }
 
     /// Reads accepted-risk annotations: honoured on ClusterRoles and ClusterRoleBindings only
@@ -357,8 +406,15 @@ impl<'b> Auditor<'b> {
     fn namespace(&mut self, ns: &Namespace) {
         let name = ns.metadata.name.clone().unwrap_or_default();
         self.network_namespaces.insert(name.clone());
-        self.namespaces
-            .insert(name, Some(ns.metadata.labels.clone().unwrap_or_default()));
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        if let Some(stream) = &mut self.stream {
+            if let Some(waiting) = stream.undecided.remove(&name) {
+                if self.baseline.covers_namespace(&name, &labels) {
+                    waiting.iter().for_each(|f| stream.emit(f));
+                }
+            }
+        }
+        self.namespaces.insert(name, Some(labels));
     }
 
     fn service_account(&mut self, sa: &ServiceAccount) {
@@ -490,11 +546,53 @@ impl<'b> Auditor<'b> {
         Some(v.into_finding(object))
     }
 
-    /// Keeps a finding, sharing its field path and message with earlier identical ones.
+    /// Keeps a finding, sharing its field path and message with earlier identical ones, or
+    /// streams it.
     fn keep(&mut self, mut f: Finding) {
+        if f.source.is_none() {
+            f.source = match &self.current_source {
+                Some(src) => Some(src.clone()),
+                None if f.object.kind == "SecurityBaseline" => self.baseline_source.clone(),
+                None if self.sources.is_empty() => None,
+                None => self.sources.get(&*f.object).cloned(),
+            };
+        }
+        if self.stream.is_some() {
+            return self.route(f);
+        }
         f.field = self.strings.intern(&f.field);
         f.message = self.strings.intern(&f.message);
         self.findings.push(f);
+    }
+
+    /// Streams a finding whose inclusion is decided, drops one outside the baseline's
+    /// namespaces, and holds the others.
+    fn route(&mut self, f: Finding) {
+        // Annotations of ClusterRoles and ClusterRoleBindings may accept their findings:
+        // those wait for every annotation.
+        if matches!(f.object.kind.as_str(), "ClusterRole" | "ClusterRoleBinding") {
+            self.findings.push(f);
+            return;
+        }
+        let baseline = self.baseline;
+        let Some(stream) = &mut self.stream else {
+            return;
+        };
+        let Some(ns) = f.object.namespace.as_deref() else {
+            return stream.emit(&f);
+        };
+        let covered = match self.namespaces.get(ns) {
+            Some(Some(labels)) => baseline.covers_namespace(ns, labels),
+            _ if baseline.covers_by_name_alone() => baseline.covers_namespace(ns, &NO_LABELS),
+            _ => {
+                let ns = ns.to_string();
+                stream.undecided.entry(ns).or_default().push(f);
+                return;
+            }
+        };
+        if covered {
+            stream.emit(&f);
+        }
     }
 
     fn push_violations(
@@ -573,14 +671,24 @@ impl<'b> Auditor<'b> {
             Some(Some(labels)) => baseline.covers_namespace(ns, labels),
             _ => baseline.covers_namespace(ns, &NO_LABELS),
         };
+        let mut streamed = BTreeMap::new();
+        if let Some(mut stream) = self.stream.take() {
+            // Namespaces never seen as objects are judged by name, as below.
+            for (ns, waiting) in std::mem::take(&mut stream.undecided) {
+                if is_covered(&ns) {
+                    waiting.iter().for_each(|f| stream.emit(f));
+                }
+            }
+            self.stream = Some(stream);
+        }
         let mut findings: Vec<Finding> = std::mem::take(&mut self.findings)
             .into_iter()
             .filter(|f| f.object.namespace.as_deref().is_none_or(is_covered))
             .collect();
-        findings.extend(self.baseline.own_findings.iter().cloned());
-        for f in findings.iter_mut().filter(|f| f.source.is_none()) {
-            f.source = self.sources.get(&f.object).cloned();
-        }
+        findings.extend(self.baseline.own_findings.iter().map(|f| Finding {
+            source: f.source.clone().or_else(|| self.baseline_source.clone()),
+            ..f.clone()
+        }));
         let mut accepted = Vec::new();
         if !self.acceptances.is_empty() {
             findings.retain(|f| {
@@ -602,6 +710,10 @@ impl<'b> Auditor<'b> {
         }
         // Unstable sort: no scratch buffer of half the findings; the key is total (includes the source).
         findings.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        if let Some(mut stream) = self.stream.take() {
+            findings.drain(..).for_each(|f| stream.emit(&f));
+            streamed = stream.by_severity;
+        }
         let exemptions = baseline
             .spec
             .exemptions
@@ -624,6 +736,7 @@ impl<'b> Auditor<'b> {
             accepted,
             namespaces: covered,
             objects: self.objects,
+            streamed,
         }
     }
 

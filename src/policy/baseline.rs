@@ -137,6 +137,8 @@ fn compile_selector(
     }
 }
 
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 impl CompiledBaseline {
     /// Compiles `spec` as it applies at `now` (exemptions expiring at or before `now` are expired).
     pub fn compile(
@@ -243,6 +245,12 @@ impl CompiledBaseline {
         })
     }
 
+    /// Whether coverage is decided by a namespace's name alone, before its labels are known
+    /// (the selector reads no label but `kubernetes.io/metadata.name`, which is the name).
+    pub fn covers_by_name_alone(&self) -> bool {
+        self.namespace_selector.reads_only(NAME_LABEL)
+    }
+
     /// Whether a namespace with these labels is covered. `kubernetes.io/metadata.name` is
     /// matched as the API server sets it, even when the labels given lack it.
     pub fn covers_namespace(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
@@ -252,7 +260,6 @@ impl CompiledBaseline {
         if self.namespace_selector.is_everything() {
             return true;
         }
-        const NAME_LABEL: &str = "kubernetes.io/metadata.name";
         if labels.get(NAME_LABEL).map(String::as_str) == Some(name) {
             return self.namespace_selector.matches(labels);
         }

@@ -3,7 +3,10 @@
 
 mod html;
 mod sarif;
+mod stream;
 mod table;
+
+pub use stream::{NotStreamable, Streamer};
 
 use crate::manifest::Diagnostic;
 use crate::policy::audit::AuditReport;
@@ -72,6 +75,22 @@ fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
     })
 }
 
+fn summary_json(report: &AuditReport) -> serde_json::Value {
+    let by_severity: serde_json::Map<String, serde_json::Value> = report
+        .by_severity()
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), json!(n)))
+        .collect();
+    json!({
+        "objects": report.objects,
+        "findings": report.total(),
+        "exempted": report.exempted,
+        "accepted": report.accepted.len(),
+        "bySeverity": by_severity,
+        "namespaces": report.namespaces,
+    })
+}
+
 fn json_report(
     report: &AuditReport,
     diags: &[Diagnostic],
@@ -89,20 +108,8 @@ fn json_report(
     fn diagnostics<S: serde::Serializer>(d: &&[Diagnostic], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(d.iter().map(diagnostic_json))
     }
-    let by_severity: serde_json::Map<String, serde_json::Value> = report
-        .by_severity()
-        .into_iter()
-        .map(|(s, n)| (s.to_string(), json!(n)))
-        .collect();
     let doc = Doc {
-        summary: json!({
-            "objects": report.objects,
-            "findings": report.findings.len(),
-            "exempted": report.exempted,
-            "accepted": report.accepted.len(),
-            "bySeverity": by_severity,
-            "namespaces": report.namespaces,
-        }),
+        summary: summary_json(report),
         findings: &report.findings,
         accepted: &report.accepted,
         diagnostics: diags,

@@ -42,7 +42,7 @@ fn rule_descriptor(r: Rule) -> Value {
     })
 }
 
-fn result(f: &Finding, index: &BTreeMap<Rule, usize>) -> Value {
+pub(super) fn result(f: &Finding, index: &BTreeMap<Rule, usize>) -> Value {
     let mut location = json!({
         "logicalLocations": [{
             "fullyQualifiedName": format!("{}#{}", f.object, f.field),
@@ -92,18 +92,23 @@ impl serde::Serialize for Results<'_> {
     }
 }
 
-pub fn write(
-    report: &AuditReport,
-    diags: &[Diagnostic],
-    out: &mut dyn std::io::Write,
-) -> std::io::Result<()> {
-    let rules: Vec<Rule> = Rule::ALL.to_vec();
-    let index: BTreeMap<Rule, usize> = rules.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-    let results = Results {
-        findings: &report.findings,
-        accepted: &report.accepted,
-        index: &index,
-    };
+/// Every rule is described (not only those found), so a result's index is known before the
+/// audit ends.
+pub(super) fn rule_index() -> BTreeMap<Rule, usize> {
+    Rule::ALL.iter().enumerate().map(|(i, r)| (*r, i)).collect()
+}
+
+const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+
+fn tool() -> Value {
+    json!({"driver": {
+        "name": "palisade",
+        "version": env!("CARGO_PKG_VERSION"),
+        "rules": Rule::ALL.iter().map(|r| rule_descriptor(*r)).collect::<Vec<_>>(),
+    }})
+}
+
+fn invocations(diags: &[Diagnostic]) -> Value {
     let notifications: Vec<Value> = diags
         .iter()
         .map(|d| {
@@ -113,20 +118,63 @@ pub fn write(
             })
         })
         .collect();
+    json!([{
+        "executionSuccessful": !diags.iter().any(|d| d.severity == InputSeverity::Error),
+        "toolExecutionNotifications": notifications,
+    }])
+}
+
+/// A streamed log up to its results' opening bracket.
+pub(super) fn write_head(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write!(
+        out,
+        "{{\n  \"$schema\": \"{SCHEMA}\",\n  \"version\": \"2.1.0\",\n  \"runs\": [\n    {{\n      \"tool\": "
+    )?;
+    serde_json::to_writer(&mut *out, &tool()).map_err(std::io::Error::other)?;
+    out.write_all(b",\n      \"results\": [")
+}
+
+/// A streamed log after its streamed results (`any`: at least one was written).
+pub(super) fn write_tail(
+    report: &AuditReport,
+    diags: &[Diagnostic],
+    mut any: bool,
+    index: &BTreeMap<Rule, usize>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    for a in &report.accepted {
+        out.write_all(if any { b",\n        " } else { b"\n        " })?;
+        serde_json::to_writer(&mut *out, &accepted_result(a, index))
+            .map_err(std::io::Error::other)?;
+        any = true;
+    }
+    out.write_all(if any {
+        b"\n      ],\n      \"invocations\": "
+    } else {
+        b"],\n      \"invocations\": "
+    })?;
+    serde_json::to_writer(&mut *out, &invocations(diags)).map_err(std::io::Error::other)?;
+    out.write_all(b"\n    }\n  ]\n}\n")
+}
+
+pub fn write(
+    report: &AuditReport,
+    diags: &[Diagnostic],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let index = rule_index();
+    let results = Results {
+        findings: &report.findings,
+        accepted: &report.accepted,
+        index: &index,
+    };
     let doc = json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "$schema": SCHEMA,
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {
-                "name": "palisade",
-                "version": env!("CARGO_PKG_VERSION"),
-                "rules": rules.iter().map(|r| rule_descriptor(*r)).collect::<Vec<_>>(),
-            }},
+            "tool": tool(),
             "results": serde_json::Value::Null,
-            "invocations": [{
-                "executionSuccessful": !diags.iter().any(|d| d.severity == InputSeverity::Error),
-                "toolExecutionNotifications": notifications,
-            }],
+            "invocations": invocations(diags),
         }],
     });
     // Everything but the results is small; the results stream in at the placeholder.

@@ -52,6 +52,16 @@ pub fn write(
         }
         writeln!(out)?;
     }
+    write_tail(report, diags, verbose, out)
+}
+
+/// What follows the findings: accepted risks, diagnostics and the summary line.
+pub(super) fn write_tail(
+    report: &AuditReport,
+    diags: &[Diagnostic],
+    verbose: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     if !report.accepted.is_empty() {
         writeln!(
             out,
@@ -89,7 +99,7 @@ pub fn write(
         out,
         "{} objects audited, {} findings{}, {} exempted, {} accepted",
         report.objects,
-        report.findings.len(),
+        report.total(),
         if by.is_empty() {
             String::new()
         } else {

@@ -657,8 +657,24 @@ pub struct Writing<'a> {
 struct ReusedAudit {
     audit: Arc<memo::Audited>,
     at: Timestamp,
+    took: Duration,
     /// The cluster changed since it was made.
     behind: bool,
+}
+
+/// The longest an audit waits behind namespaced changes: it grows with the cost of the last audit.
+const MAX_AUDIT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The interval between two audits under churn: the configured one (0: audit every time), or
+/// ten times what the last audit took if that is longer, so that a large cluster under churn
+/// spends at most a tenth of a core auditing; never more than [`MAX_AUDIT_INTERVAL`].
+pub fn audit_interval(configured: Duration, last_took: Duration) -> Duration {
+    if configured.is_zero() {
+        return Duration::ZERO;
+    }
+    configured
+        .max(last_took * 10)
+        .min(MAX_AUDIT_INTERVAL.max(configured))
 }
 
 /// What the audit and the status need from the first step.
@@ -823,10 +839,14 @@ pub fn prepare<'a>(
     let unchanged = matches!(&scope, Scope::Namespaces { prune, .. } if prune.is_empty());
     let previous_audit = since.previous.as_ref().and_then(|m| {
         let at = m.audited_at?;
-        Some((m.audit.clone()?, at, m.audit_behind))
+        Some((m.audit.clone()?, at, m.audit_behind, m.audit_took))
     });
-    let reuse = previous_audit.and_then(|(audit, at, behind)| {
-        let recent = now.duration_since(at).unsigned_abs() < env.audit_interval;
+    let interval = audit_interval(
+        env.audit_interval,
+        previous_audit.as_ref().map_or(Duration::ZERO, |p| p.3),
+    );
+    let reuse = previous_audit.and_then(|(audit, at, behind, took)| {
+        let recent = now.duration_since(at).unsigned_abs() < interval;
         let scoped = matches!(scope, Scope::Namespaces { .. });
         // Nothing new since the audit; or only namespaced objects changed and the last audit
         // is recent: the writes go out, the report follows once the interval is over.
@@ -834,6 +854,7 @@ pub fn prepare<'a>(
         (fresh_enough && !learning).then_some(ReusedAudit {
             audit,
             at,
+            took,
             behind: behind || !unchanged,
         })
     });
@@ -860,6 +881,7 @@ pub fn prepare<'a>(
         audit: None,
         audited_at: None,
         audit_behind: false,
+        audit_took: Duration::ZERO,
         verdicts: Default::default(),
     };
     for (ns, built) in rebuilt {
@@ -949,7 +971,7 @@ pub fn prepare<'a>(
             requeue,
             memo,
             reuse,
-            audit_interval: env.audit_interval,
+            audit_interval: interval,
             verdicts,
             judge: Judge {
                 baseline_uid: uid.clone(),
@@ -978,6 +1000,7 @@ impl Writing<'_> {
             Some(reused) => {
                 a.memo.audited_at = Some(reused.at);
                 a.memo.audit_behind = reused.behind;
+                a.memo.audit_took = reused.took;
                 if reused.behind {
                     // The report is behind the cluster: reconcile again when the interval ends.
                     let age = a.now.duration_since(reused.at).unsigned_abs();
@@ -988,6 +1011,7 @@ impl Writing<'_> {
             }
             None => {
                 a.memo.audited_at = Some(a.now);
+                let started = std::time::Instant::now();
                 let (report, verdicts) = observe::audit(
                     snap,
                     a.compiled,
@@ -1010,6 +1034,8 @@ impl Writing<'_> {
                             label: a.learned.label.clone(),
                         }),
                 );
+                // The one measurement in a plan: it sets how soon the next audit may run.
+                a.memo.audit_took = started.elapsed();
                 let reports = a.report_max_results.map(|max| {
                     let covered: Vec<String> = a.covered.iter().cloned().collect();
                     let wanted = super::reports::wanted(

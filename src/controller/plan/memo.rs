@@ -84,6 +84,9 @@ pub struct Memo {
     /// Something the audit reads changed since `audit` was made (a reconcile within the audit
     /// interval reused it): the next one after the interval audits again.
     pub audit_behind: bool,
+    /// How long making `audit` took: on a large cluster the interval between audits grows with
+    /// it (see [`super::audit_interval`]).
+    pub audit_took: std::time::Duration,
     /// The per-workload checks' verdicts of the last audit, reused for unchanged workloads.
     pub verdicts: crate::policy::verdicts::Verdicts,
 }

@@ -391,8 +391,14 @@ fn within_the_audit_interval_writes_go_out_and_the_report_follows_when_it_ends()
             .any(|f| f.rule == crate::policy::rules::Rule::Privileged)
     };
     let mut snap = cluster();
-    let first = run(&snap, None, Changed::Everything, at(0));
+    let mut first = run(&snap, None, Changed::Everything, at(0));
     assert!(!first.audit_reused && !privileged(&first));
+    assert!(
+        first.memo.audit_took > Duration::ZERO,
+        "the audit's cost is measured"
+    );
+    // The interval grows with what audits cost (below); here audits are cheap.
+    first.memo.audit_took = Duration::from_millis(10);
     execute(&mut snap, &first);
 
     // A privileged pod and a new namespace, 100 ms later: the new namespace's defenses are
@@ -441,7 +447,9 @@ fn within_the_audit_interval_writes_go_out_and_the_report_follows_when_it_ends()
 
     // The requeue once the interval is over: audited again, as from scratch.
     let when = at(1_100);
-    let caught_up = run(
+    let mut echo = echo;
+    echo.memo.audit_took = Duration::from_millis(10);
+    let mut caught_up = run(
         &snap,
         Some(echo.memo),
         Changed::Namespaces(BTreeSet::new()),
@@ -455,8 +463,44 @@ fn within_the_audit_interval_writes_go_out_and_the_report_follows_when_it_ends()
         format!("{:?}", full.report.findings)
     );
 
+    // An audit that took 300 ms holds the next one back for 3 s, not 1.
+    caught_up.memo.audit_took = Duration::from_millis(300);
+    snap.pods.push(bare_pod("shop", "later", &[("app", "web")]));
+    let slow = run(
+        &snap,
+        Some(caught_up.memo),
+        Changed::namespace("shop"),
+        at(2_100),
+    );
+    assert!(slow.audit_reused && slow.report_behind());
+    assert!(
+        slow.requeue > Duration::from_millis(1_500) && slow.requeue <= Duration::from_millis(2_000),
+        "the next audit is due 3 s after the last: {:?}",
+        slow.requeue
+    );
+    execute(&mut snap, &slow);
+
     // A cluster-wide change is audited at once, whatever the interval says.
     snap.cluster_roles = vec![Arc::new(grantable())];
-    let wide = run(&snap, Some(caught_up.memo), Changed::Everything, at(1_200));
+    let wide = run(&snap, Some(slow.memo), Changed::Everything, at(2_200));
     assert!(!wide.audit_reused);
+}
+
+#[test]
+fn the_audit_interval_grows_with_the_audits_cost_up_to_a_bound() {
+    use crate::controller::plan::audit_interval;
+    let ms = Duration::from_millis;
+    assert_eq!(audit_interval(ms(1_000), ms(20)), ms(1_000));
+    assert_eq!(audit_interval(ms(1_000), ms(500)), ms(5_000));
+    assert_eq!(audit_interval(ms(1_000), ms(20_000)), ms(30_000));
+    assert_eq!(
+        audit_interval(ms(60_000), ms(20_000)),
+        ms(60_000),
+        "never below the configured one"
+    );
+    assert_eq!(
+        audit_interval(Duration::ZERO, ms(500)),
+        Duration::ZERO,
+        "0 audits every time"
+    );
 }

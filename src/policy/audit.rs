@@ -514,11 +514,17 @@ impl<'b> Auditor<'b> {
         };
         let mut finding = finding;
         finding.source = source.cloned();
-        match sa {
-            None => self.keep(finding),
-            Some(service_account) => self.pending_automount.push(PendingAutomount {
-                namespace: object.namespace.clone(),
-                service_account,
+        let Some(service_account) = sa else {
+            return self.keep(finding);
+        };
+        // Decided now when the ServiceAccount has been read; otherwise at the end.
+        let key = (object.namespace.clone(), service_account);
+        match self.service_accounts.get(&key) {
+            Some(Some(false)) => {}
+            Some(_) => self.keep(finding),
+            None => self.pending_automount.push(PendingAutomount {
+                namespace: key.0,
+                service_account: key.1,
                 finding,
             }),
         }

@@ -62,7 +62,7 @@ fn universe() -> (Vec<(String, Labels)>, Vec<Pod>) {
             pods.push(Pod {
                 namespace: ns.to_string(),
                 name: name.to_string(),
-                labels: labels(&[("pod", name), *extra]).into(),
+                labels: std::sync::Arc::new(labels(&[("pod", name), *extra]).into()),
                 ips: vec![format!("10.244.{n}.{}", p + 10).parse().unwrap()],
                 ports: vec![
                     port("serve-80-tcp", 80, Protocol::Tcp),
@@ -86,7 +86,7 @@ fn universe() -> (Vec<(String, Labels)>, Vec<Pod>) {
     pods.push(Pod {
         namespace: "kube-system".into(),
         name: "coredns".into(),
-        labels: labels(&[("k8s-app", "kube-dns")]).into(),
+        labels: std::sync::Arc::new(labels(&[("k8s-app", "kube-dns")]).into()),
         ips: vec!["10.244.9.2".parse().unwrap()],
         ports: vec![
             port("dns", 53, Protocol::Udp),
@@ -97,7 +97,7 @@ fn universe() -> (Vec<(String, Labels)>, Vec<Pod>) {
     pods.push(Pod {
         namespace: "z".into(),
         name: "agent".into(),
-        labels: labels(&[("pod", "agent"), ("app", "web")]).into(),
+        labels: std::sync::Arc::new(labels(&[("pod", "agent"), ("app", "web")]).into()),
         ips: vec!["10.0.0.1".parse().unwrap()],
         ports: vec![port("serve-80-tcp", 80, Protocol::Tcp)],
         host_network: true,
@@ -432,7 +432,7 @@ fn generated_for(b: &CompiledBaseline) -> Vec<NetworkPolicy> {
                 .iter()
                 .filter(|p| &p.namespace == n && !p.host_network)
                 .map(|p| desired::WorkloadPods {
-                    labels: (*p.labels).clone(),
+                    labels: p.labels.to_map(),
                     service_account: if p.name == "c" { "api" } else { "default" }.into(),
                 })
                 .collect();

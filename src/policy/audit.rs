@@ -15,6 +15,7 @@ use super::profiles::{self, ProfileKind};
 use super::pss;
 use super::rbac::{self, RbacObjects};
 use super::rules::{Rule, Severity};
+use super::selector::{CompactLabels, LabelLookup};
 use super::verdicts::{Judge, Verdict, VerdictCache, Verdicts};
 use super::workload::Workload;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -161,7 +162,7 @@ impl Stream<'_> {
 /// A workload's Localhost profile, to be judged against the profiles in [`Auditor::finish`].
 struct PendingProfileRef {
     object: Arc<ObjectRef>,
-    labels: Arc<BTreeMap<String, String>>,
+    labels: Arc<CompactLabels>,
     source: Option<Source>,
     reference: profiles::LocalhostRef,
 }
@@ -457,7 +458,7 @@ impl<'b> Auditor<'b> {
         }
         let Some(pod) = w.pod_target() else { return };
         // One copy of the labels for the reachability, mesh and profile records.
-        let labels = Arc::new(pod.labels.clone());
+        let labels = Arc::new(CompactLabels::from(pod.labels));
         self.net.add_pod_target(w, &pod, labels.clone(), false);
         let object = Arc::new(w.object_ref());
         if !self.api_server.is_empty() {
@@ -534,7 +535,7 @@ impl<'b> Auditor<'b> {
         &mut self,
         v: Violation,
         object: &Arc<ObjectRef>,
-        labels: &BTreeMap<String, String>,
+        labels: &dyn LabelLookup,
     ) -> Option<Finding> {
         let subject = Subject {
             namespace: object.namespace.as_deref(),
@@ -605,7 +606,7 @@ impl<'b> Auditor<'b> {
         &mut self,
         vs: Vec<Violation>,
         object: &Arc<ObjectRef>,
-        labels: &BTreeMap<String, String>,
+        labels: &dyn LabelLookup,
     ) {
         for v in vs {
             if let Some(f) = self.exempt_or_keep(v, object, labels) {

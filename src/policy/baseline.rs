@@ -85,7 +85,7 @@ pub struct Subject<'a> {
     pub namespace: Option<&'a str>,
     pub name: &'a str,
     /// Pod template labels for workloads, metadata labels otherwise.
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a dyn crate::policy::selector::LabelLookup,
 }
 
 impl ActiveExemption {

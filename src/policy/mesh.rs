@@ -14,6 +14,7 @@ pub mod istio;
 
 use super::finding::{ObjectRef, Source, Violation};
 use super::rules::{Rule, Severity};
+use super::selector::{CompactLabels, LabelLookup};
 use super::workload::PodTarget;
 use istio::{DestinationRule, PeerAuthentication};
 use std::collections::BTreeMap;
@@ -68,7 +69,7 @@ fn namespace_dataplane(labels: &BTreeMap<String, String>) -> Dataplane {
 /// shared parts only, and the namespace is the object's.
 struct MeshWorkload {
     object: Arc<ObjectRef>,
-    labels: Arc<BTreeMap<String, String>>,
+    labels: Arc<CompactLabels>,
     meta_path: &'static str,
     dataplane: Dataplane,
     source: Option<Source>,
@@ -77,7 +78,7 @@ struct MeshWorkload {
 /// A mesh finding about an object, with what exemptions match it by.
 pub struct MeshFinding {
     pub object: Arc<ObjectRef>,
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Arc<CompactLabels>,
     pub source: Option<Source>,
     pub violation: Violation,
     pub severity: Option<Severity>,
@@ -109,7 +110,7 @@ impl MeshBuilder {
         &mut self,
         object: &Arc<ObjectRef>,
         pod: &PodTarget<'_>,
-        labels: &Arc<BTreeMap<String, String>>,
+        labels: &Arc<CompactLabels>,
         source: Option<&Source>,
     ) {
         if object.namespace.is_none() {
@@ -138,7 +139,13 @@ impl MeshBuilder {
             return;
         }
         let object = Arc::new(ObjectRef::new("DestinationRule", namespace, name));
-        let labels = Arc::new(dr.metadata.labels.clone().unwrap_or_default());
+        let labels = Arc::new(
+            dr.metadata
+                .labels
+                .as_ref()
+                .map(CompactLabels::from)
+                .unwrap_or_default(),
+        );
         let Some(policy) = &dr.spec.traffic_policy else {
             return;
         };
@@ -303,7 +310,7 @@ fn namespace_wide(p: &PeerAuthentication) -> bool {
 fn effective_mode(
     policies: &[&PeerAuthentication],
     namespace: &str,
-    labels: &BTreeMap<String, String>,
+    labels: &CompactLabels,
 ) -> Decided {
     fn in_ns<'p>(
         policies: &'p [&'p PeerAuthentication],
@@ -318,10 +325,11 @@ fn effective_mode(
     let namespace_policy = in_ns(policies, namespace).find(|p| namespace_wide(p));
     let workload = in_ns(policies, namespace).find(|p| {
         !namespace_wide(p)
-            && p.spec
-                .selector
-                .as_ref()
-                .is_some_and(|s| s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            && p.spec.selector.as_ref().is_some_and(|s| {
+                s.match_labels
+                    .iter()
+                    .all(|(k, v)| labels.label(k) == Some(v.as_str()))
+            })
     });
     let mut decided = Decided {
         mode: "PERMISSIVE".into(),

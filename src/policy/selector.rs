@@ -12,6 +12,75 @@ enum Requirement {
     DoesNotExist(String),
 }
 
+/// A label set a selector can match, however it is stored.
+pub trait LabelLookup {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelLookup for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl<T: LabelLookup + ?Sized> LabelLookup for std::sync::Arc<T> {
+    fn label(&self, key: &str) -> Option<&str> {
+        (**self).label(key)
+    }
+}
+
+/// Labels as the audit keeps them for every workload until its joins run: the pairs, sorted, in
+/// one allocation. (A `BTreeMap`'s node is 536 bytes however few labels it holds; at 100k
+/// workloads that was 54 MB.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CompactLabels(Box<[(Box<str>, Box<str>)]>);
+
+impl CompactLabels {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl From<&BTreeMap<String, String>> for CompactLabels {
+    fn from(m: &BTreeMap<String, String>) -> Self {
+        // A BTreeMap iterates in key order: the pairs come out sorted.
+        CompactLabels(
+            m.iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+        )
+    }
+}
+
+impl From<BTreeMap<String, String>> for CompactLabels {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        CompactLabels(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl serde::Serialize for CompactLabels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl LabelLookup for CompactLabels {
+    fn label(&self, key: &str) -> Option<&str> {
+        let i = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(&self.0[i].1)
+    }
+}
+
 /// A selector ready to match label sets.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Selector {
@@ -148,13 +217,14 @@ impl Selector {
         })
     }
 
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches<L: LabelLookup + ?Sized>(&self, labels: &L) -> bool {
+        let has = |vs: &[String], v: &str| vs.iter().any(|x| x == v);
         self.requirements.iter().all(|r| match r {
-            Requirement::Equals(k, v) => labels.get(k) == Some(v),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::DoesNotExist(k) => !labels.contains_key(k),
+            Requirement::Equals(k, v) => labels.label(k) == Some(v.as_str()),
+            Requirement::In(k, vs) => labels.label(k).is_some_and(|v| has(vs, v)),
+            Requirement::NotIn(k, vs) => labels.label(k).is_none_or(|v| !has(vs, v)),
+            Requirement::Exists(k) => labels.label(k).is_some(),
+            Requirement::DoesNotExist(k) => labels.label(k).is_none(),
         })
     }
 }
@@ -256,5 +326,31 @@ mod tests {
         ] {
             assert!(Selector::compile(&ok).is_ok(), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn compact_labels_answer_as_the_map_they_were_made_of() {
+        let map = labels(&[
+            ("b", "2"),
+            ("a", "1"),
+            ("app.kubernetes.io/name", "web"),
+            ("z", ""),
+        ]);
+        let compact = CompactLabels::from(&map);
+        for key in ["a", "b", "z", "app.kubernetes.io/name", "", "c", "aa", "zz"] {
+            assert_eq!(compact.label(key), map.label(key), "{key}");
+        }
+        assert_eq!(compact.to_map(), map);
+        let sel = Selector::compile(&LabelSelector {
+            match_labels: Some(labels(&[("a", "1")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "z".into(),
+                operator: "Exists".into(),
+                values: None,
+            }]),
+        })
+        .unwrap();
+        assert!(sel.matches(&compact) && sel.matches(&map));
+        assert!(!sel.matches(&CompactLabels::default()));
     }
 }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub type Labels = BTreeMap<String, String>;
+pub use crate::policy::selector::CompactLabels;
 
 /// The label every namespace carries (set by the API server since 1.21); added when a manifest
 /// omits it so that offline and live answers agree.
@@ -29,7 +30,7 @@ pub struct Pod {
     pub name: String,
     /// Shared with the audit's other records of the workload (a label map is a few hundred
     /// bytes; a 100k-workload repository held several copies of each).
-    pub labels: Arc<Labels>,
+    pub labels: Arc<CompactLabels>,
     /// The pod's primary address first; empty offline (ipBlocks then never match the pod).
     pub ips: Vec<IpAddr>,
     pub ports: Vec<ContainerPort>,

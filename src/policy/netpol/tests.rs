@@ -12,7 +12,7 @@ fn pod(ns: &str, name: &str, l: &[(&str, &str)], ip: &str) -> Pod {
     Pod {
         namespace: ns.into(),
         name: name.into(),
-        labels: labels(l).into(),
+        labels: std::sync::Arc::new(labels(l).into()),
         ips: vec![ip.parse().unwrap()],
         ports: vec![
             ContainerPort {

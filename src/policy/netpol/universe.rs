@@ -1,7 +1,7 @@
 //! Builds the cluster model from Kubernetes objects: live Pods (with addresses) or, offline,
 //! one stand-in pod per workload template (`Deployment/web`, no address).
 
-use super::cluster::{Cluster, ContainerPort, Labels, Pod};
+use super::cluster::{Cluster, CompactLabels, ContainerPort, Labels, Pod};
 use super::compile::{InvalidPolicy, Protocol};
 use crate::policy::object::Object;
 use crate::policy::workload::{PodTarget, Workload};
@@ -82,7 +82,7 @@ impl UniverseBuilder {
     /// Adds one workload (see [`UniverseBuilder::add`]).
     pub fn add_workload(&mut self, w: &Workload, live: bool) {
         if let Some(target) = w.pod_target() {
-            let labels = Arc::new(target.labels.clone());
+            let labels = Arc::new(CompactLabels::from(target.labels));
             self.add_pod_target(w, &target, labels, live);
         }
     }
@@ -93,7 +93,7 @@ impl UniverseBuilder {
         &mut self,
         w: &Workload,
         target: &PodTarget<'_>,
-        labels: Arc<Labels>,
+        labels: Arc<CompactLabels>,
         live: bool,
     ) {
         let is_pod = matches!(w, Workload::Pod(_));

@@ -227,8 +227,8 @@ def start(cp, out_dir, tag):
     kyverno_bin, background_bin = binary("kyverno"), binary("background-controller")
     for f in crd_files(mod):
         cp.kubectl("apply", "--server-side", "-f", f)
-    cp.kubectl("wait", "--for=condition=established", "--timeout=60s", "crd/clusterpolicies.kyverno.io",
-               "crd/updaterequests.kyverno.io", "crd/policies.kyverno.io")
+    for crd in ("clusterpolicies", "updaterequests", "policies"):
+        cp.wait_established(f"crd/{crd}.kyverno.io")
     cp.kubectl("apply", "--server-side", "-f", "-", stdin=setup_yaml())
     port = free_port()
     common_env = dict(os.environ, KUBECONFIG=cp.kubeconfig, KYVERNO_NAMESPACE=NS,

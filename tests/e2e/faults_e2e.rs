@@ -174,11 +174,22 @@ impl Scene {
         TestNamespace::new(client, "after", &[("palisade-test", &self.id)]).await
     }
 
+    /// Converged: both namespaces' default deny exist, and the status reports both namespaces
+    /// and Ready. The status follows the writes within the audit interval, so a test that
+    /// stopped the operator once the objects existed could leave a status for a fresh operator
+    /// to correct.
     async fn wait_converged(&self, after: &TestNamespace, what: &str) {
         let client = client().await;
+        let baselines = Api::<SecurityBaseline>::all(client.clone());
         wait_for(what, Duration::from_secs(120), || async {
             deny_exists(&client, &self.ns.name).await?;
-            deny_exists(&client, &after.name).await
+            deny_exists(&client, &after.name).await?;
+            let status = baselines.get(&self.id).await.ok()?.status?;
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && status.namespaces == Some(2)).then_some(())
         })
         .await;
     }

@@ -65,7 +65,12 @@ async fn only_the_api_servers_audit_client_is_served() {
     install_crd(&client().await).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    // No baseline of its own: the selector keeps it off the other tests' baselines (one being
+    // deleted may hold a finalizer after its test's operator stopped).
+    let selector = format!("palisade-test-id={}", common::unique("webhook"));
     let mut op = Operator::start(&[
+        "--baseline-selector",
+        &selector,
         "--audit-webhook-addr",
         &addr,
         "--audit-webhook-cert",

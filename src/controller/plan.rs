@@ -267,10 +267,13 @@ struct CachedByNs<'a> {
     peer_authentications: Option<BTreeMap<&'a str, Vec<Arc<PeerAuthentication>>>>,
 }
 
-fn by_namespace<K: Resource>(cached: &[Arc<K>]) -> BTreeMap<&str, Vec<Arc<K>>> {
+fn by_namespace<'a, K: Resource>(
+    cached: &'a [Arc<K>],
+    in_scope: &dyn Fn(&str) -> bool,
+) -> BTreeMap<&'a str, Vec<Arc<K>>> {
     let mut out: BTreeMap<&str, Vec<Arc<K>>> = BTreeMap::new();
     for o in cached {
-        if let Some(ns) = o.meta().namespace.as_deref() {
+        if let Some(ns) = o.meta().namespace.as_deref().filter(|ns| in_scope(ns)) {
             out.entry(ns).or_default().push(o.clone());
         }
     }
@@ -282,12 +285,17 @@ fn in_ns<'m, K>(m: &'m BTreeMap<&str, Vec<Arc<K>>>, ns: &str) -> &'m [Arc<K>] {
 }
 
 impl<'a> CachedByNs<'a> {
-    fn of(snap: &'a Snapshot) -> Self {
+    /// The index of the namespaces `in_scope` only: an incremental plan reads a few namespaces,
+    /// and indexing all of them was most of its cost on a large cluster.
+    fn of(snap: &'a Snapshot, in_scope: &dyn Fn(&str) -> bool) -> Self {
         CachedByNs {
-            network_policies: by_namespace(&snap.network_policies),
-            roles: by_namespace(&snap.roles),
-            role_bindings: by_namespace(&snap.role_bindings),
-            peer_authentications: snap.peer_authentications.as_deref().map(by_namespace),
+            network_policies: by_namespace(&snap.network_policies, in_scope),
+            roles: by_namespace(&snap.roles, in_scope),
+            role_bindings: by_namespace(&snap.role_bindings, in_scope),
+            peer_authentications: snap
+                .peer_authentications
+                .as_deref()
+                .map(|cached| by_namespace(cached, in_scope)),
         }
     }
 
@@ -798,7 +806,7 @@ pub fn prepare<'a>(
             .into_iter()
             .map(|(ns, built)| (ns, Arc::new(built.objects)))
             .collect();
-        let cached = CachedByNs::of(snap);
+        let cached = CachedByNs::of(snap, &|_| true);
         let mut writes = Writes::cluster(
             desired::cluster_objects(&as_enforce, owner.as_ref()),
             snap,
@@ -868,7 +876,7 @@ pub fn prepare<'a>(
         ownership.owned.iter().filter(|ns| scope.rebuilds(ns)),
     );
     let rebuilt_count = (!scope.is_everything()).then_some(rebuilt.len());
-    let cached = CachedByNs::of(snap);
+    let cached = CachedByNs::of(snap, &|ns| scope.prunes_in(ns));
     let mut writes = Writes::cluster(cluster, snap, &name, &uid, env.contested);
     let mut memo = Memo {
         globals,
@@ -903,6 +911,8 @@ pub fn prepare<'a>(
                 foreign: lines.foreign,
                 contested: lines.contested,
                 unserved: lines.unserved,
+                labelled: false, // set with the labels below
+                label_foreign: Vec::new(),
             },
         );
     }
@@ -934,7 +944,7 @@ pub fn prepare<'a>(
     );
     refused.sort();
     refused.dedup();
-    let label_plan = labels::plan(snap, &name, &per_ns);
+    let label_plan = label_namespaces(snap, &name, &scope, &mut memo.namespaces);
     let requeue = compiled
         .next_expiry(now)
         .map(|t| t.as_second())
@@ -1109,6 +1119,36 @@ impl Writing<'_> {
             memo: a.memo,
         }
     }
+}
+
+/// The Pod Security label patches of the namespaces in `scope`; the other namespaces' labels are
+/// as the previous plan left them (their Namespace objects and wanted objects did not change).
+/// Counts and foreign lines are folded from the memo, which this updates.
+fn label_namespaces(
+    snap: &Snapshot,
+    name: &str,
+    scope: &Scope,
+    memo: &mut BTreeMap<String, memo::Namespace>,
+) -> labels::LabelPlan {
+    let mut patches = labels::LabelPlan::default();
+    for ns in &snap.namespaces {
+        let Some(n) = ns.metadata.name.as_deref().filter(|n| scope.prunes_in(n)) else {
+            continue;
+        };
+        let owned = memo.get_mut(n);
+        let wanted = owned.as_ref().map(|m| &m.objects.namespace_labels);
+        let one = labels::of_namespace(ns, name, wanted);
+        if let Some(m) = owned {
+            m.labelled = one.labelled;
+            m.label_foreign = one.foreign;
+        }
+        patches.patches.extend(one.patch);
+    }
+    for m in memo.values() {
+        patches.labelled += u32::from(m.labelled);
+        patches.foreign.extend(m.label_foreign.iter().cloned());
+    }
+    patches.finish()
 }
 
 fn owner_ref(b: &SecurityBaseline) -> Option<OwnerReference> {

@@ -21,6 +21,7 @@ pub const PSA_PREFIX: &str = "pod-security.kubernetes.io/";
 
 /// The label patches that bring every namespace to `per_ns`'s Pod Security labels for baseline
 /// `name`, sorted by namespace.
+#[derive(Default)]
 pub struct LabelPlan {
     pub patches: Vec<LabelPatch>,
     /// Namespaces that carry this baseline's labels once the patches are applied.
@@ -30,63 +31,94 @@ pub struct LabelPlan {
     pub foreign: Vec<String>,
 }
 
+impl LabelPlan {
+    pub fn add(&mut self, one: NamespaceLabels) {
+        self.patches.extend(one.patch);
+        self.labelled += u32::from(one.labelled);
+        self.foreign.extend(one.foreign);
+    }
+
+    pub fn finish(mut self) -> Self {
+        self.patches.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        self.foreign.sort();
+        self
+    }
+}
+
 pub fn plan(
     snap: &Snapshot,
     name: &str,
     per_ns: &BTreeMap<String, std::sync::Arc<NamespaceObjects>>,
 ) -> LabelPlan {
-    let mut out = LabelPlan {
-        patches: Vec::new(),
-        labelled: 0,
-        foreign: Vec::new(),
-    };
+    let mut out = LabelPlan::default();
     for ns in &snap.namespaces {
-        let namespace = ns.name_any();
-        let wanted = per_ns
-            .get(&namespace)
-            .map(|o| &o.namespace_labels)
-            .filter(|l| !l.is_empty());
-        let ours = ns.annotations().get(PSA_ANNOTATION).map(String::as_str) == Some(name);
-        let current = ns.labels();
-        let body = match wanted {
-            Some(labels) => {
-                out.labelled += 1;
-                let mut applied = BTreeMap::new();
-                for (key, value) in labels {
-                    match current.get(key) {
-                        Some(theirs) if theirs != value && !held_by_others(ns, key).is_empty() => {
-                            out.foreign.push(format!(
-                                "Namespace {namespace} label {key}={theirs} (managed by {}; this baseline wants {value})",
-                                held_by_others(ns, key).join(", ")
-                            ));
-                        }
-                        _ => {
-                            applied.insert(key.clone(), value.clone());
-                        }
+        let wanted = ns.metadata.name.as_deref().and_then(|n| per_ns.get(n));
+        out.add(of_namespace(ns, name, wanted.map(|o| &o.namespace_labels)));
+    }
+    out.finish()
+}
+
+/// One namespace's part of a [`LabelPlan`]. It depends on nothing but the namespace and what the
+/// baseline wants there, so an incremental plan keeps it for the namespaces it does not rebuild.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NamespaceLabels {
+    /// The patch that brings the namespace to what is wanted, when it is not there yet.
+    pub patch: Option<LabelPatch>,
+    /// The namespace carries this baseline's labels once the patch is applied.
+    pub labelled: bool,
+    /// Wanted labels another manager holds with another value (left alone), as in [`LabelPlan`].
+    pub foreign: Vec<String>,
+}
+
+/// The Pod Security labels of `ns` for baseline `name`, which wants `wanted` there (`None` or
+/// empty: none, so the ones it set go).
+pub fn of_namespace(
+    ns: &Namespace,
+    name: &str,
+    wanted: Option<&BTreeMap<String, String>>,
+) -> NamespaceLabels {
+    let mut out = NamespaceLabels::default();
+    let wanted = wanted.filter(|l| !l.is_empty());
+    let ours = ns.annotations().get(PSA_ANNOTATION).map(String::as_str) == Some(name);
+    let current = ns.labels();
+    let namespace = || ns.name_any();
+    let body = match wanted {
+        Some(labels) => {
+            out.labelled = true;
+            let mut applied = BTreeMap::new();
+            for (key, value) in labels {
+                match current.get(key) {
+                    Some(theirs) if theirs != value && !held_by_others(ns, key).is_empty() => {
+                        out.foreign.push(format!(
+                            "Namespace {} label {key}={theirs} (managed by {}; this baseline wants {value})",
+                            namespace(),
+                            held_by_others(ns, key).join(", ")
+                        ));
+                    }
+                    _ => {
+                        applied.insert(key, value);
                     }
                 }
-                let in_place = applied.iter().all(|(k, v)| current.get(k) == Some(v));
-                if ours && in_place && held_by_palisade(ns, applied.keys()) {
-                    continue;
-                }
-                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                    "name": namespace, "labels": applied, "annotations": {PSA_ANNOTATION: name}}})
             }
-            // Applying nothing under our field manager removes the labels we set, and only those:
-            // a label another manager also holds stays.
-            None if ours => {
-                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            let in_place = applied.iter().all(|(k, v)| current.get(*k) == Some(*v));
+            if ours && in_place && held_by_palisade(ns, applied.keys().copied()) {
+                return out;
             }
-            None => continue,
-        };
-        out.patches.push(LabelPatch {
-            namespace,
-            body,
-            set: wanted.is_some(),
-        });
-    }
-    out.patches.sort_by(|a, b| a.namespace.cmp(&b.namespace));
-    out.foreign.sort();
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": namespace(), "labels": applied, "annotations": {PSA_ANNOTATION: name}}})
+        }
+        // Applying nothing under our field manager removes the labels we set, and only those:
+        // a label another manager also holds stays.
+        None if ours => {
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace()}})
+        }
+        None => return out,
+    };
+    out.patch = Some(LabelPatch {
+        namespace: namespace(),
+        body,
+        set: wanted.is_some(),
+    });
     out
 }
 

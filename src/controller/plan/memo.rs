@@ -68,6 +68,10 @@ pub struct Namespace {
     pub foreign: Vec<String>,
     pub contested: Vec<String>,
     pub unserved: Vec<String>,
+    /// The namespace carries this baseline's Pod Security labels (once its patch is applied).
+    pub labelled: bool,
+    /// Wanted Pod Security labels another manager holds with another value (left alone).
+    pub label_foreign: Vec<String>,
 }
 
 /// What the last successful converge of a baseline planned. Kept only once its writes all
@@ -130,9 +134,13 @@ impl Scope {
             return Scope::Everything;
         }
         // Namespaces that became owned or stopped being owned count as changed.
-        let known: BTreeSet<&String> = memo.namespaces.keys().collect();
         let mut prune: BTreeSet<String> = changed.clone();
-        prune.extend(owned.iter().filter(|n| !known.contains(n)).cloned());
+        prune.extend(
+            owned
+                .iter()
+                .filter(|n| !memo.namespaces.contains_key(*n))
+                .cloned(),
+        );
         prune.extend(
             memo.namespaces
                 .keys()

@@ -71,6 +71,31 @@ fn step(
         "{what}: writes"
     );
     assert_eq!(inc.labels, full.labels, "{what}: namespace labels");
+    // Both plans fold their labels from per-namespace results; the whole-cluster label plan over
+    // the same wanted objects is the reference for them.
+    let wanted: BTreeMap<String, Arc<NamespaceObjects>> = full
+        .memo
+        .namespaces
+        .iter()
+        .map(|(ns, m)| (ns.clone(), m.objects.clone()))
+        .collect();
+    let reference = labels::plan(snap, &b.name_any(), &wanted);
+    assert_eq!(inc.labels, reference.patches, "{what}: namespace labels");
+    assert_eq!(inc.labelled, reference.labelled, "{what}: labelled");
+    let mut foreign: Vec<String> = inc
+        .memo
+        .namespaces
+        .values()
+        .flat_map(|m| m.label_foreign.iter().cloned())
+        .collect();
+    foreign.sort();
+    assert_eq!(foreign, reference.foreign, "{what}: labels left alone");
+    for line in &reference.foreign {
+        assert!(
+            inc.status.foreign.contains(line),
+            "{what}: {line} in status"
+        );
+    }
     assert_eq!(inc.generated(), full.generated(), "{what}: counts");
     assert_eq!(
         format!("{:?}", inc.report.findings),
@@ -160,7 +185,7 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
         &[("app", "web"), ("trust", "untrusted")],
     ];
     let (mut scoped, mut from_scratch, mut rebuilt_total, mut owned_total) = (0, 0, 0, 0);
-    let (mut reuses, mut verdicts_reused) = (0, 0);
+    let (mut reuses, mut verdicts_reused, mut foreign_labels) = (0, 0, 0);
     for seed in 1..=40u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut snap = cluster();
@@ -175,7 +200,7 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
                 continue;
             }
             let ns = rng.pick(&names).clone();
-            let what = match rng.next() % 12 {
+            let what = match rng.next() % 13 {
                 0 => {
                     let new = format!("ns-{i}");
                     snap.namespaces
@@ -283,6 +308,19 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
                 // A trigger that changes nothing: the echo of the last writes,
                 // then (if those were all) an empty change set.
                 10 => "nothing changed".to_string(),
+                11 => {
+                    // Another manager holds a Pod Security label: left alone, and reported
+                    // for as long as the namespace is owned, rebuilt or not.
+                    let level = *rng.pick(&["privileged", "restricted"]);
+                    labelled_by(
+                        &mut snap,
+                        &ns,
+                        "gitops",
+                        &[("pod-security.kubernetes.io/enforce", level)],
+                    );
+                    changed.add(Some(&ns));
+                    format!("namespace {ns} labelled enforce={level} by another manager")
+                }
                 _ => {
                     // The grantable ceiling changes: a cluster-scoped object.
                     let mut role = grantable();
@@ -298,6 +336,12 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
             let taken = std::mem::replace(&mut changed, Changed::Namespaces(BTreeSet::new()));
             let (c, rebuilt, reused) = step(&b, &snap, memo.take(), taken, now(), &what);
             reuses += usize::from(reused);
+            foreign_labels += usize::from(
+                c.memo
+                    .namespaces
+                    .values()
+                    .any(|m| !m.label_foreign.is_empty()),
+            );
             verdicts_reused += c.memo.verdicts.reused();
             let owned = c.memo.namespaces.len();
             match rebuilt {
@@ -318,6 +362,10 @@ fn incremental_plans_equal_from_scratch_plans_over_random_changes() {
         "most plans are incremental ({scoped} incremental, {from_scratch} from scratch)"
     );
     assert!(reuses > 0, "some steps change nothing the audit reads");
+    assert!(
+        foreign_labels > 0,
+        "some plans leave a label another manager holds alone"
+    );
     assert!(
         verdicts_reused > 0,
         "unchanged pods keep their verdicts from the previous audit"

@@ -47,7 +47,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub events: EventMemory,
     /// Violation label sets last exported per baseline, to remove stale series.
-    pub exported: Mutex<HashMap<String, HashSet<ViolationLabels>>>,
+    pub exported: Mutex<HashMap<String, HashMap<ViolationLabels, i64>>>,
     /// Consecutive failures per baseline, for exponential backoff.
     pub failures: Mutex<HashMap<String, u32>>,
     /// Periodic full resync, also the upper bound between reconciles.
@@ -501,7 +501,7 @@ pub fn forget_deleted_baselines(ctx: &Context, live: &HashSet<String>) {
     };
     for baseline in gone {
         if let Some(labels) = ctx.exported.lock().expect("lock").remove(&baseline) {
-            for l in &labels {
+            for l in labels.keys() {
                 ctx.metrics.violations.remove(l);
             }
         }
@@ -522,25 +522,56 @@ pub fn forget_deleted_baselines(ctx: &Context, live: &HashSet<String>) {
 }
 
 fn export_violations(ctx: &Context, baseline: &str, report: &crate::policy::audit::AuditReport) {
-    let mut counts: HashMap<ViolationLabels, i64> = HashMap::new();
-    for f in &report.findings {
-        let l = ViolationLabels {
-            baseline: baseline.into(),
-            rule: f.rule.id().into(),
-            severity: f.severity.to_string(),
-            namespace: f.object.namespace.clone().unwrap_or_default(),
-        };
-        *counts.entry(l).or_default() += 1;
-    }
+    let counts = violation_counts(baseline, report);
     let mut exported = ctx.exported.lock().expect("lock");
     let previous = exported.entry(baseline.to_string()).or_default();
-    for stale in previous.iter().filter(|l| !counts.contains_key(*l)) {
-        ctx.metrics.violations.remove(stale);
+    sync_gauges(&ctx.metrics.violations, previous, counts);
+}
+
+/// The findings of one audit counted per gauge series. Counted by borrowed keys first: an audit
+/// of a large cluster has tens of thousands of findings and far fewer series.
+fn violation_counts(
+    baseline: &str,
+    report: &crate::policy::audit::AuditReport,
+) -> HashMap<ViolationLabels, i64> {
+    let mut by_key: HashMap<(&str, crate::policy::rules::Severity, &str), i64> = HashMap::new();
+    for f in &report.findings {
+        let ns = f.object.namespace.as_deref().unwrap_or_default();
+        *by_key.entry((f.rule.id(), f.severity, ns)).or_default() += 1;
+    }
+    by_key
+        .into_iter()
+        .map(|((rule, severity, namespace), n)| {
+            let labels = ViolationLabels {
+                baseline: baseline.into(),
+                rule: rule.into(),
+                severity: severity.to_string(),
+                namespace: namespace.into(),
+            };
+            (labels, n)
+        })
+        .collect()
+}
+
+/// Brings a family of gauges from `previous` (what was last exported) to `counts`: series no
+/// longer counted are removed, and only the values that changed are set.
+fn sync_gauges(
+    family: &prometheus_client::metrics::family::Family<
+        ViolationLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    previous: &mut HashMap<ViolationLabels, i64>,
+    counts: HashMap<ViolationLabels, i64>,
+) {
+    for stale in previous.keys().filter(|l| !counts.contains_key(*l)) {
+        family.remove(stale);
     }
     for (l, n) in &counts {
-        ctx.metrics.violations.get_or_create(l).set(*n);
+        if previous.get(l) != Some(n) {
+            family.get_or_create(l).set(*n);
+        }
     }
-    *previous = counts.into_keys().collect();
+    *previous = counts;
 }
 
 async fn patch_status(
@@ -599,4 +630,71 @@ pub fn error_policy(
     let delay = backoff(*n);
     tracing::warn!(baseline = %name, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod gauge_tests {
+    use super::*;
+    use crate::policy::audit::AuditReport;
+    use crate::policy::finding::{Finding, ObjectRef};
+    use crate::policy::rules::Rule;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    fn report(findings: &[(Rule, &str, &str)]) -> AuditReport {
+        AuditReport {
+            findings: findings
+                .iter()
+                .map(|(rule, ns, name)| {
+                    Finding::new(*rule, ObjectRef::new("Pod", Some(ns), name), "spec", "bad")
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn value(family: &Family<ViolationLabels, Gauge>, rule: Rule, ns: &str) -> Option<i64> {
+        let labels = violation_counts("b", &report(&[(rule, ns, "x")]))
+            .into_keys()
+            .next()?;
+        family.get(&labels).map(|g| g.get())
+    }
+
+    #[test]
+    fn violation_gauges_follow_the_audit_and_unchanged_series_are_left_alone() {
+        let family = Family::<ViolationLabels, Gauge>::default();
+        let mut exported = HashMap::new();
+        let first = report(&[
+            (Rule::Privileged, "a", "p1"),
+            (Rule::Privileged, "a", "p2"),
+            (Rule::Privileged, "b", "p3"),
+            (Rule::HostNamespaces, "a", "p1"),
+        ]);
+        sync_gauges(&family, &mut exported, violation_counts("b", &first));
+        assert_eq!(value(&family, Rule::Privileged, "a"), Some(2));
+        assert_eq!(value(&family, Rule::Privileged, "b"), Some(1));
+        assert_eq!(value(&family, Rule::HostNamespaces, "a"), Some(1));
+        assert_eq!(exported.len(), 3);
+
+        // A series whose count did not change is not set again: a value put there meanwhile
+        // stays, which shows it was not touched.
+        family
+            .get_or_create(
+                &violation_counts("b", &report(&[(Rule::Privileged, "b", "x")]))
+                    .into_keys()
+                    .next()
+                    .unwrap(),
+            )
+            .set(99);
+        let second = report(&[(Rule::Privileged, "a", "p1"), (Rule::Privileged, "b", "p3")]);
+        sync_gauges(&family, &mut exported, violation_counts("b", &second));
+        assert_eq!(value(&family, Rule::Privileged, "a"), Some(1), "changed");
+        assert_eq!(value(&family, Rule::Privileged, "b"), Some(99), "unchanged");
+        assert_eq!(
+            value(&family, Rule::HostNamespaces, "a"),
+            None,
+            "stale, removed"
+        );
+        assert_eq!(exported.len(), 2);
+    }
 }

@@ -1130,7 +1130,7 @@ fn label_namespaces(
     scope: &Scope,
     memo: &mut BTreeMap<String, memo::Namespace>,
 ) -> labels::LabelPlan {
-    let mut patches = labels::LabelPlan::default();
+    let mut out = labels::LabelPlan::default();
     for ns in &snap.namespaces {
         let Some(n) = ns.metadata.name.as_deref().filter(|n| scope.prunes_in(n)) else {
             continue;
@@ -1142,13 +1142,13 @@ fn label_namespaces(
             m.labelled = one.labelled;
             m.label_foreign = one.foreign;
         }
-        patches.patches.extend(one.patch);
+        out.patches.extend(one.patch);
     }
     for m in memo.values() {
-        patches.labelled += u32::from(m.labelled);
-        patches.foreign.extend(m.label_foreign.iter().cloned());
+        out.labelled += u32::from(m.labelled);
+        out.foreign.extend(m.label_foreign.iter().cloned());
     }
-    patches.finish()
+    out.finish()
 }
 
 fn owner_ref(b: &SecurityBaseline) -> Option<OwnerReference> {

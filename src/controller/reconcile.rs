@@ -46,7 +46,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub events: EventMemory,
-    /// Violation label sets last exported per baseline, to remove stale series.
+    /// Violation series last exported per baseline, with their values: stale series are
+    /// removed, and unchanged ones are not set again.
     pub exported: Mutex<HashMap<String, HashMap<ViolationLabels, i64>>>,
     /// Consecutive failures per baseline, for exponential backoff.
     pub failures: Mutex<HashMap<String, u32>>,
@@ -653,11 +654,18 @@ mod gauge_tests {
         }
     }
 
+    /// The series of baseline `b`'s findings of `rule` in `ns`.
+    fn series(rule: Rule, ns: &str) -> ViolationLabels {
+        ViolationLabels {
+            baseline: "b".into(),
+            rule: rule.id().into(),
+            severity: rule.severity().to_string(),
+            namespace: ns.into(),
+        }
+    }
+
     fn value(family: &Family<ViolationLabels, Gauge>, rule: Rule, ns: &str) -> Option<i64> {
-        let labels = violation_counts("b", &report(&[(rule, ns, "x")]))
-            .into_keys()
-            .next()?;
-        family.get(&labels).map(|g| g.get())
+        family.get(&series(rule, ns)).map(|g| g.get())
     }
 
     #[test]
@@ -678,14 +686,7 @@ mod gauge_tests {
 
         // A series whose count did not change is not set again: a value put there meanwhile
         // stays, which shows it was not touched.
-        family
-            .get_or_create(
-                &violation_counts("b", &report(&[(Rule::Privileged, "b", "x")]))
-                    .into_keys()
-                    .next()
-                    .unwrap(),
-            )
-            .set(99);
+        family.get_or_create(&series(Rule::Privileged, "b")).set(99);
         let second = report(&[(Rule::Privileged, "a", "p1"), (Rule::Privileged, "b", "p3")]);
         sync_gauges(&family, &mut exported, violation_counts("b", &second));
         assert_eq!(value(&family, Rule::Privileged, "a"), Some(1), "changed");

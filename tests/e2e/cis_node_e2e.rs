@@ -764,6 +764,23 @@ async fn the_node_daemonset_publishes_its_own_report_and_no_other() {
                "metadata": {"name": name}, "results": []})
     };
     let ssa = kube::api::PatchParams::apply("forger").force();
+    // The API server enforces a just-applied admission policy once its policy informer has
+    // compiled it; a dry run goes through admission too, so wait for that without writing.
+    wait_for(
+        "the admission policy in effect",
+        Duration::from_secs(30),
+        || async {
+            as_agent
+                .patch(
+                    "palisade-node-another-node",
+                    &ssa.clone().dry_run(),
+                    &kube::api::Patch::Apply(report("palisade-node-another-node")),
+                )
+                .await
+                .err()
+        },
+    )
+    .await;
     let forged = as_agent
         .patch(
             "palisade-node-another-node",
